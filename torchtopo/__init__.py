@@ -9,11 +9,6 @@ from .regularizer import Regularizer, Term, attach
 from .terms import ActivationSimilarity, SpatialCorrelation, WeightSimilarity
 from .topo import TopoLinear
 
-# --- analysis / robustness / plot (issue 4) ---
-# --- V1 front (issue 5) ---
-# --- HaH (issue 6) ---
-# --- LGN and lateral (issue 7) ---
-
 __version__ = "0.1.0"
 
 __all__ = [
@@ -30,3 +25,11 @@ __all__ = [
     "functional",
     "models",
 ]
+
+# Each section below adds its imports and `__all__ += [...]`.
+# --- analysis / robustness / plot (issue 4) ---
+# --- V1 front (issue 5) ---
+# --- HaH (issue 6) ---
+# --- LGN and lateral (issue 7) ---
+
+__version__ = "0.1.0"

@@ -12,8 +12,6 @@ from ._topo import (
     weight_similarity,
 )
 
-# --- HaH (issue 6): divisive_norm, hebbian_cost, ... are imported here ---
-
 __all__ = [
     "DISTANCES",
     "activation_similarity",
@@ -23,3 +21,5 @@ __all__ = [
     "unit_view",
     "weight_similarity",
 ]
+
+# --- HaH (issue 6): divisive_norm, hebbian_cost, ... are imported here ---

@@ -1,8 +1,8 @@
 """Reference architectures of the four studies, each a plain ``nn.Module`` factory."""
 from .topographic import TopoCNN, cifar_cnn, mnist_cnn
 
+__all__ = ["TopoCNN", "mnist_cnn", "cifar_cnn"]
+
 # --- V1 front (issue 5): vone_resnet18 ---
 # --- HaH (issue 6): vgg16_hah ---
 # --- LGN (issue 7): lgn_cnn ---
-
-__all__ = ["TopoCNN", "mnist_cnn", "cifar_cnn"]
