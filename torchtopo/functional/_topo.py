@@ -139,7 +139,7 @@ def unit_view(x: Tensor, grid: Grid, layout: str, *, name: str = "input") -> Ten
 # ------------------------------------------------------------------------ torch backend
 def _safe_sqrt(s: Tensor) -> Tensor:
     """sqrt with value 0 and gradient 0 at 0 (instead of an infinite gradient)."""
-    pos = s > 0
+    pos = ~(s <= 0)  # NaN stays NaN (never silently zeroed)
     return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
 
 
