@@ -1,7 +1,11 @@
 """Triton kernels for torchtopo (installed as ``torchtopo.kernels``).
 
 Optional at run time: ``HAS_TRITON`` is False when Triton does not import, and
-:mod:`torchtopo.functional` then uses its PyTorch path.
+:mod:`torchtopo.functional` then uses its PyTorch path.  When Triton imports,
+:func:`neighbor_distance_mean` is the fused neighbour-distance kernel family behind the WS and AS
+losses (see :mod:`torchtopo.kernels.neighbor`).  On CPU tensors the kernels only run under
+``TRITON_INTERPRET=1`` (set before ``triton`` is first imported), which is how the tests check
+them.
 """
 try:  # pragma: no cover - depends on the environment
     import triton  # noqa: F401
@@ -11,3 +15,11 @@ except Exception:  # pragma: no cover
     HAS_TRITON = False
 
 __all__ = ["HAS_TRITON"]
+
+if HAS_TRITON:  # pragma: no branch
+    try:
+        from .neighbor import neighbor_distance_mean, neighbor_pair_terms  # noqa: F401
+
+        __all__ += ["neighbor_distance_mean", "neighbor_pair_terms"]
+    except Exception:  # pragma: no cover - a Triton too old for the kernels
+        HAS_TRITON = False
