@@ -31,5 +31,8 @@ __all__ = [
 # --- V1 front (issue 5) ---
 # --- HaH (issue 6) ---
 # --- LGN and lateral (issue 7) ---
+from .lgn import LateralConv2d, LGNFilter  # noqa: E402
+
+__all__ += ["LGNFilter", "LateralConv2d"]
 
 __version__ = "0.1.0"
