@@ -28,8 +28,40 @@ __all__ = [
 
 # Each section below adds its imports and `__all__ += [...]`.
 # --- analysis / robustness / plot (issue 4) ---
+from . import analysis  # noqa: E402
+
+__all__ += ["analysis"]
 # --- V1 front (issue 5) ---
 # --- HaH (issue 6) ---
+from . import adversarial  # noqa: E402
+from .hah import (  # noqa: E402
+    GDN,
+    PAPER_HEBBIAN_STRENGTHS,
+    DivisiveNorm,
+    FractionalThreshold,
+    HaHActivation,
+    HaHBlock,
+    HebbianLoss,
+    NormalizedConv2d,
+    hah_layer_names,
+    hebbian_terms,
+    to_hah,
+)
+
+__all__ += [
+    "adversarial",
+    "NormalizedConv2d",
+    "DivisiveNorm",
+    "FractionalThreshold",
+    "GDN",
+    "HaHActivation",
+    "HaHBlock",
+    "HebbianLoss",
+    "to_hah",
+    "hah_layer_names",
+    "hebbian_terms",
+    "PAPER_HEBBIAN_STRENGTHS",
+]
 # --- LGN and lateral (issue 7) ---
 from .lgn import LateralConv2d, LGNFilter  # noqa: E402
 
