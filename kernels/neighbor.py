@@ -179,7 +179,7 @@ def _pair_fwd_kernel(
         bb = zero - 2.0
         a2 = a1
     elif METRIC == 1:
-        pos = acc > 0
+        pos = (acc > 0) | (acc != acc)  # NaN stays NaN (as _safe_sqrt in the torch path)
         root = tl.sqrt(tl.where(pos, acc, 1.0))
         dist = tl.where(pos, root, 0.0)
         a1 = tl.where(pos, 1.0 / root, 0.0)

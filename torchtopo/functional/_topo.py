@@ -143,15 +143,6 @@ def _safe_sqrt(s: Tensor) -> Tensor:
     return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
 
 
-def _shifted(t: Tensor, dr: int, dc: int, wrap: bool) -> Tuple[Tensor, Tensor]:
-    """Views (a, b) of ``t[:, H, W, :]`` pairing every unit with its neighbour at (+dr, +dc)."""
-    if wrap:
-        return t, torch.roll(t, shifts=(-dr, -dc), dims=(1, 2))
-    H, W = t.shape[1], t.shape[2]
-    c0, c1 = max(0, -dc), W - max(0, dc)
-    return t[:, 0 : H - dr, c0:c1], t[:, dr:H, c0 + dc : c1 + dc]
-
-
 def _pair_distance(a: Tensor, b: Tensor, na: Optional[Tensor], nb: Optional[Tensor], distance: str) -> Tensor:
     if distance in ("euclidean", "sqeuclidean"):
         s = (a - b).square().sum(dim=(0, -1))
@@ -160,16 +151,169 @@ def _pair_distance(a: Tensor, b: Tensor, na: Optional[Tensor], nb: Optional[Tens
     return 1.0 - dot / (na * nb + EPS)
 
 
+# Peak extra memory of the PyTorch path: chunks of about this many elements of the input (a
+# few chunk-sized temporaries at a time), whatever the input's size.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def _pair_blocks(H: int, W: int, dr: int, dc: int, wrap: bool):
+    """Rectangular pieces ``(ra, ca, rb, cb)`` of slices that pair every unit (r, c) in
+    ``[ra, ca]`` with its neighbour (r + dr, c + dc) in ``[rb, cb]`` (torus-aware: up to 4
+    pieces with ``wrap``).  Views only: no roll, no copy."""
+    if wrap:
+        rows = [(slice(0, H - dr), slice(dr, H))] + ([(slice(H - dr, H), slice(0, dr))] if dr else [])
+        if dc >= 0:
+            cols = [(slice(0, W - dc), slice(dc, W))] + ([(slice(W - dc, W), slice(0, dc))] if dc else [])
+        else:
+            k = -dc
+            cols = [(slice(k, W), slice(0, W - k)), (slice(0, k), slice(W - k, W))]
+    else:
+        rows = [(slice(0, H - dr), slice(dr, H))] if dr < H else []
+        if dc >= 0:
+            cols = [(slice(0, W - dc), slice(dc, W))] if dc < W else []
+        else:
+            cols = [(slice(-dc, W), slice(0, W + dc))] if -dc < W else []
+    return [(ra, ca, rb, cb) for ra, rb in rows for ca, cb in cols]
+
+
+def _vector_chunks(X: Tensor):
+    """Chunks ``(dim, start, length)`` of the unit vectors (dims 0 and 3 of the view), split
+    along the longer of the two so that a chunk holds about ``_CHUNK_ELEMENTS`` elements."""
+    dim = 3 if X.shape[3] >= X.shape[0] else 0
+    L = X.shape[dim]
+    other = max(1, X.numel() // max(L, 1))
+    step = max(1, _CHUNK_ELEMENTS // other)
+    return [(dim, s, min(step, L - s)) for s in range(0, L, step)]
+
+
+def _vdot(a: Tensor, b: Tensor) -> Tensor:
+    """Σ over dims 0 and 3 of a·b, for (pre, h, w, post) views: (h, w), no a·b temporary."""
+    if a.shape[0] == 1:
+        return torch.linalg.vecdot(a[0], b[0], dim=-1)
+    if a.shape[3] == 1:
+        return torch.linalg.vecdot(a[..., 0], b[..., 0], dim=0)
+    return torch.linalg.vecdot(a, b, dim=-1).sum(0)
+
+
+def _chunk(X: Tensor, c, acc: torch.dtype, mean: Optional[Tensor]) -> Tensor:
+    x = X.narrow(c[0], c[1], c[2])
+    if x.dtype != acc:
+        x = x.to(acc)  # fp32 accumulation for half inputs, one chunk at a time
+    if mean is not None:
+        x = x - mean[None, :, :, None]
+    return x
+
+
+class _NeighborSumTorch(torch.autograd.Function):
+    """Σ over neighbour pairs of d(v_i, v_j) with the same walk as the Triton kernels: per
+    offset, the pair sums q (Σ(x−y)² or Σx̃·ỹ) accumulated chunk by chunk over the vector on
+    shifted views, then per-pair distances and backward coefficients (see
+    ``torchtopo.kernels.neighbor``).  Saves only X and O(offsets × N) coefficients."""
+
+    @staticmethod
+    def forward(ctx, X: Tensor, grid: Grid, distance: str) -> Tensor:
+        P, H, W, Q = X.shape
+        D = P * Q
+        acc = torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else X.dtype
+        pieces = [_pair_blocks(H, W, dr, dc, grid.wrap) for dr, dc in grid.offsets]
+        n_off = len(pieces)
+        mean = None
+        if distance == "correlation":
+            mean = X.sum(dim=(0, 3), dtype=acc) / max(D, 1)  # (H, W)
+        angular = distance in ("cosine", "correlation")
+        q = X.new_zeros((n_off, H, W), dtype=acc)
+        nsq = X.new_zeros((H, W), dtype=acc) if angular else None
+        for c in _vector_chunks(X):
+            x = _chunk(X, c, acc, mean)
+            if angular:
+                nsq += _vdot(x, x)
+            for o, pcs in enumerate(pieces):
+                for ra, ca, rb, cb in pcs:
+                    a, b = x[:, ra, ca], x[:, rb, cb]
+                    if angular:
+                        q[o, ra, ca] += _vdot(a, b)
+                    else:
+                        t = a - b
+                        q[o, ra, ca] += _vdot(t, t)
+        valid = torch.zeros((n_off, H, W), dtype=torch.bool, device=X.device)
+        for o, pcs in enumerate(pieces):
+            for ra, ca, _, _ in pcs:
+                valid[o, ra, ca] = True
+        if distance == "sqeuclidean":
+            dist = q
+            a1 = a2 = torch.full_like(q, 2.0)
+            beta = torch.full_like(q, -2.0)
+        elif distance == "euclidean":
+            dist = _safe_sqrt(q)
+            a1 = a2 = torch.where(q > 0, 1.0 / torch.where(q > 0, dist, torch.ones_like(dist)), torch.zeros_like(q))
+            beta = -a1
+        else:
+            na = _safe_sqrt(nsq)
+            nb = torch.zeros_like(q)
+            for o, pcs in enumerate(pieces):
+                for ra, ca, rb, cb in pcs:
+                    nb[o, ra, ca] = na[rb, cb]
+            na = na.expand_as(q)
+            den = na * nb + EPS
+            dist = 1.0 - q / den
+            beta = -1.0 / den
+            k = q / (den * den)
+            one = torch.ones_like(q)
+            a1 = torch.where(na > 0, k * nb / torch.where(na > 0, na, one), torch.zeros_like(q))
+            a2 = torch.where(nb > 0, k * na / torch.where(nb > 0, nb, one), torch.zeros_like(q))
+        zero = torch.zeros_like(q)
+        total = torch.where(valid, dist, zero).sum()
+        ctx.save_for_backward(
+            X,
+            mean if mean is not None else zero[:0],
+            torch.where(valid, a1, zero),
+            torch.where(valid, a2, zero),
+            torch.where(valid, beta, zero),
+        )
+        ctx.pieces, ctx.has_mean = pieces, mean is not None
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        X, mean, a1, a2, beta = ctx.saved_tensors
+        mean = mean if ctx.has_mean else None
+        acc = a1.dtype
+        grad = grad.to(acc)
+        alpha = a1.sum(0)
+        for o, pcs in enumerate(ctx.pieces):
+            for ra, ca, rb, cb in pcs:
+                alpha[rb, cb] += a2[o, ra, ca]
+        alpha = (alpha * grad)[None, :, :, None]
+        beta = (beta * grad)[:, None, :, :, None]  # (n_off, 1, H, W, 1)
+        out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
+        for c in _vector_chunks(X):
+            x = _chunk(X, c, acc, mean)
+            oc = out.narrow(c[0], c[1], c[2])
+            g = torch.mul(x, alpha, out=oc) if X.dtype == acc else x * alpha
+            for o, pcs in enumerate(ctx.pieces):
+                for ra, ca, rb, cb in pcs:
+                    bo = beta[o][:, ra, ca]
+                    g[:, ra, ca].addcmul_(bo, x[:, rb, cb])
+                    g[:, rb, cb].addcmul_(bo, x[:, ra, ca])
+            if g is not oc:
+                oc.copy_(g)
+        return out, None, None
+
+
 def _neighbor_sum_torch(X: Tensor, grid: Grid, distance: str) -> Tensor:
-    """Sum over neighbour pairs of d(v_i, v_j); X is the (pre, H, W, post) view."""
-    if X.dtype in (torch.float16, torch.bfloat16):
-        X = X.float()  # fp32 accumulation
-    if distance == "correlation":
-        X = X - X.mean(dim=(0, 3), keepdim=True)
-    norm = None
-    if distance in ("cosine", "correlation"):
-        norm = _safe_sqrt(X.square().sum(dim=(0, 3), keepdim=True))  # (1, H, W, 1)
+    """Sum over neighbour pairs of d(v_i, v_j); X is the (pre, H, W, post) view.
+
+    Shifted views of the grid, chunked over the vector (peak extra memory: a few chunks of
+    ``_CHUNK_ELEMENTS`` plus O(offsets × N)); fp32 accumulation for half inputs."""
     if grid.aliased:  # tiny torus: stencil offsets alias, use the explicit unique pairs
+        if X.dtype in (torch.float16, torch.bfloat16):
+            X = X.float()  # fp32 accumulation
+        if distance == "correlation":
+            X = X - X.mean(dim=(0, 3), keepdim=True)
+        norm = None
+        if distance in ("cosine", "correlation"):
+            norm = _safe_sqrt(X.square().sum(dim=(0, 3), keepdim=True))  # (1, H, W, 1)
         i, j = grid.neighbor_pairs(X.device)
         Xf = X.flatten(1, 2)
         a, b = Xf[:, i].unsqueeze(2), Xf[:, j].unsqueeze(2)
@@ -179,17 +323,7 @@ def _neighbor_sum_torch(X: Tensor, grid: Grid, distance: str) -> Tensor:
             nf = norm.flatten(1, 2)
             na, nb = nf[0, i, 0].unsqueeze(-1), nf[0, j, 0].unsqueeze(-1)
         return _pair_distance(a, b, na, nb, distance).sum()
-    total = X.new_zeros(())
-    for dr, dc in grid.offsets:  # a handful of stencil offsets, never a loop over units
-        a, b = _shifted(X, dr, dc, grid.wrap)
-        if a.shape[1] == 0 or a.shape[2] == 0:
-            continue
-        if norm is None:
-            na = nb = None
-        else:
-            na, nb = (n[0, :, :, 0] for n in _shifted(norm, dr, dc, grid.wrap))
-        total = total + _pair_distance(a, b, na, nb, distance).sum()
-    return total
+    return _NeighborSumTorch.apply(X, grid, distance)
 
 
 def neighbor_distance_mean(
