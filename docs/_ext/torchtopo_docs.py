@@ -1,0 +1,563 @@
+"""Build-time generators for the torchtopo docs (a local Sphinx extension).
+
+* **API reference** — one page per public namespace (``torchtopo`` and the submodules listed in
+  :data:`PUBLIC_SUBMODULES` that exist), listing *every* name of the module's ``__all__``: a
+  summary table, then one autodoc entry per name, grouped by the module that defines it.  A new
+  public name appears in the docs as soon as it is added to an ``__all__``.
+* **Examples** — one section per ``examples/*.py`` script: its docstring, how to run it, and the
+  figures found in ``docs/_static/examples/<name>/``.
+* **Performance** — one table per ``benchmarks/*.json`` file.
+
+Generated files are written under ``docs/api/generated/`` and ``docs/_generated/`` only when
+their content changes (so incremental builds stay incremental); both folders are git-ignored.
+"""
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import json
+import re
+import textwrap
+import types
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+DOCS = Path(__file__).resolve().parent.parent
+ROOT = DOCS.parent
+API_OUT = DOCS / "api" / "generated"
+GEN_OUT = DOCS / "_generated"
+
+#: Public namespaces documented besides ``torchtopo`` itself (DESIGN.md § The public API), in
+#: page order.  A name missing from the installed package is skipped; any submodule listed in
+#: ``torchtopo.__all__`` is documented too.
+PUBLIC_SUBMODULES = ["functional", "models", "analysis", "robustness", "plot", "data", "v1", "kernels"]
+
+#: Titles of the groups on the ``torchtopo`` page, by defining module; other modules get the
+#: first sentence of their docstring.
+GROUP_TITLES = {
+    "torchtopo.grid": "Geometry",
+    "torchtopo.regularizer": "Terms and attachment",
+    "torchtopo.terms": "Topographic terms",
+    "torchtopo.topo": "Topographic layers",
+    "torchtopo.lgn": "LGN pre-filter and lateral connections",
+    "torchtopo.hah": "Hebbian/anti-Hebbian layers and terms",
+    "torchtopo.v1": "V1 front-end",
+}
+
+PAGE_TITLES = {
+    "torchtopo": "torchtopo (top level)",
+    "torchtopo.functional": "torchtopo.functional",
+    "torchtopo.models": "torchtopo.models",
+    "torchtopo.analysis": "torchtopo.analysis",
+    "torchtopo.robustness": "torchtopo.robustness",
+    "torchtopo.plot": "torchtopo.plot",
+    "torchtopo.data": "torchtopo.data",
+    "torchtopo.v1": "torchtopo.v1",
+    "torchtopo.kernels": "torchtopo.kernels",
+}
+
+
+# ----------------------------------------------------------------------------------- utils
+def _write_if_changed(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def _heading(text: str, char: str, overline: bool = False) -> str:
+    line = char * max(len(text), 3)
+    return (f"{line}\n" if overline else "") + f"{text}\n{line}\n"
+
+
+def _first_sentence(doc: Optional[str]) -> str:
+    """First sentence of a docstring, with rst kept balanced enough for a table cell."""
+    if not doc:
+        return ""
+    para = inspect.cleandoc(doc).split("\n\n")[0].replace("\n", " ").strip()
+    if para.startswith(".."):
+        return ""
+    m = re.search(r"^(.+?[.!?])(\s|$)", para)
+    s = m.group(1) if m else para
+    # cut nowhere inside inline literals / roles / math: if backticks are unbalanced, keep all
+    if s.count("`") % 2:
+        s = para
+    if s.count("`") % 2 or s.count("*") % 2 or s.count("|") % 2:
+        return ""
+    return s
+
+
+def public_modules() -> List[Tuple[str, types.ModuleType]]:
+    """``[(qualified name, module)]`` of the documented namespaces, ``torchtopo`` first."""
+    import torchtopo
+
+    out = [("torchtopo", torchtopo)]
+    seen = {"torchtopo"}
+    candidates = list(PUBLIC_SUBMODULES)
+    for name in getattr(torchtopo, "__all__", []):
+        if isinstance(getattr(torchtopo, name, None), types.ModuleType) and name not in candidates:
+            candidates.append(name)
+    k = 0
+    while k < len(candidates):
+        sub = candidates[k]
+        k += 1
+        qual = f"torchtopo.{sub}"
+        if qual in seen:
+            continue
+        try:
+            mod = importlib.import_module(qual)
+        except ModuleNotFoundError as e:
+            if e.name == qual:  # not written (yet): skip; any other import error is a bug
+                continue
+            raise
+        seen.add(qual)
+        names = list(getattr(mod, "__all__", []) or [])
+        if names:
+            out.append((qual, mod))
+        # a submodule listed in a documented module's __all__ gets its own page too
+        for name in names:
+            obj = getattr(mod, name, None)
+            if isinstance(obj, types.ModuleType) and obj.__name__.startswith("torchtopo."):
+                rel = obj.__name__[len("torchtopo."):]
+                if rel not in candidates:
+                    candidates.append(rel)
+    return out
+
+
+def _kind(obj: Any) -> str:
+    if isinstance(obj, types.ModuleType):
+        return "module"
+    if inspect.isclass(obj):
+        return "class"
+    if callable(obj) and (inspect.isfunction(obj) or inspect.isbuiltin(obj) or inspect.ismethod(obj)
+                          or hasattr(obj, "__wrapped__")):
+        return "function"
+    return "data"
+
+
+def attribute_doc(module_name: str, attr: str) -> str:
+    """The ``#:`` comment or string literal documenting module attribute ``attr``.
+
+    Looks in ``module_name`` and, when the name is re-exported, in the module it came from.
+    """
+    from sphinx.pycode import ModuleAnalyzer
+
+    mod = importlib.import_module(module_name)
+    candidates = [module_name]
+    # follow `from .x import attr` re-exports one level down
+    try:
+        src = inspect.getsource(mod)
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.ImportFrom) and any(a.name == attr for a in node.names):
+                base = module_name if module_name.endswith(".__init__") else module_name
+                pkg = base if hasattr(mod, "__path__") else base.rsplit(".", 1)[0]
+                target = importlib.util.resolve_name("." * node.level + (node.module or ""), pkg)
+                candidates.append(target)
+    except (OSError, TypeError, SyntaxError, ImportError, ValueError):
+        pass
+    for name in candidates:
+        try:
+            docs = ModuleAnalyzer.for_module(name).find_attr_docs()
+        except Exception:
+            continue
+        lines = docs.get(("", attr))
+        if lines:
+            return "\n".join(lines).strip()
+    return ""
+
+
+def object_doc(module_name: str, name: str, obj: Any) -> str:
+    """The object's own docstring (never one inherited from its type)."""
+    if _kind(obj) == "data":
+        return attribute_doc(module_name, name)
+    doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else getattr(obj, "__doc__", None)
+    return inspect.cleandoc(doc) if isinstance(doc, str) else ""
+
+
+def _group_of(qual: str, obj: Any) -> str:
+    kind = _kind(obj)
+    if kind == "module":
+        return "__submodules__"
+    if kind == "data":
+        return "__data__"
+    mod = getattr(obj, "__module__", None) or qual
+    # torchtopo.functional._topo -> torchtopo.functional._topo ; keep as is
+    return mod
+
+
+def _group_title(group: str, page: str) -> str:
+    if group == "__submodules__":
+        return "Submodules"
+    if group == "__data__":
+        return "Constants"
+    if group in GROUP_TITLES:
+        return GROUP_TITLES[group]
+    for prefix, title in GROUP_TITLES.items():
+        if group.startswith(prefix + "."):
+            return title
+    try:
+        mod = importlib.import_module(group)
+        s = _first_sentence(mod.__doc__).rstrip(".")
+        # drop a trailing citation in parentheses and markup, keep it short
+        s = re.sub(r"\s*\(.*?\)\s*$", "", s)
+        if s and len(s) <= 70 and "`" not in s and "*" not in s:
+            return s[0].upper() + s[1:]
+    except Exception:
+        pass
+    short = group.rsplit(".", 1)[-1].lstrip("_")
+    return short.replace("_", " ").capitalize() or group
+
+
+# ------------------------------------------------------------------------- docstring fixes
+#: Docstrings that needed :func:`sanitize` (reported at the end of the build, for their authors).
+SANITIZED: Dict[str, List[str]] = {}
+
+_LITERAL_OR_ROLE = re.compile(r"(:[\w:.+-]+:)?(``.+?``|`[^`]+`_{0,2})")
+_SUBST = re.compile(r"(?<![\\\w|])\|(?=[^\s|])([^|\n]{0,40}?[^\s|\\])\|(?![\w|])")
+_END_OK = re.compile(r"[\s\-.,:;!?\\/'\")\]}>\u2010-\u2027\u00bb\u2019\u201d]")  # may follow an inline literal
+
+
+def sanitize(lines: List[str], what: str = "") -> List[str]:
+    """Fix, in place, two markup slips common in plain-text formulas, outside literal and math
+    blocks and outside inline literals/roles:
+
+    * ``|x|`` (an absolute value) that reStructuredText reads as a substitution reference:
+      escaped to ``\\|x\\|``;
+    * an inline literal glued to a following character (````x````\u00b2, ````x````s), which
+      reStructuredText does not end: an escaped space is inserted.
+
+    Each fixed docstring is recorded in :data:`SANITIZED` so that the build can list them.
+    """
+    block_indent: Optional[int] = None
+    for n, line in enumerate(lines):
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if block_indent is not None:
+            if stripped and indent <= block_indent:
+                block_indent = None
+            else:
+                continue
+        if not stripped:
+            continue
+        if stripped.startswith((">>>", "+-", "+=", "| ")) or stripped == "|":
+            continue  # doctest lines, grid tables, line blocks
+        if stripped.startswith(".. "):  # a directive line (e.g. a one-line ``.. math::``)
+            if stripped.endswith("::") or "::" in stripped:
+                block_indent = indent
+            continue
+        new = []
+        pos = 0
+        for m in _LITERAL_OR_ROLE.finditer(line):
+            new.append(_SUBST.sub(r"\\|\1\\|", line[pos:m.start()]))
+            new.append(m.group(0))
+            nxt = line[m.end():m.end() + 1]
+            if m.group(2).startswith("``") and nxt and not _END_OK.match(nxt):
+                new.append("\\ ")
+            pos = m.end()
+        new.append(_SUBST.sub(r"\\|\1\\|", line[pos:]))
+        fixed = "".join(new)
+        if fixed != line:
+            SANITIZED.setdefault(what or "?", []).append(line.strip())
+            lines[n] = fixed
+        if stripped.endswith("::"):
+            block_indent = indent
+    return lines
+
+
+def _process_docstring(app, what, name, obj, options, lines) -> None:
+    if what in ("data", "attribute") and lines:
+        # a constant without its own ``#:`` doc would show its *type's* docstring (dict(), int())
+        tdoc = inspect.getdoc(type(obj)) or ""
+        if tdoc and lines[0].strip() and tdoc.startswith(lines[0].strip()):
+            lines[:] = []
+            return
+    sanitize(lines, name)
+
+
+def _report_sanitized(app, exception) -> None:
+    if exception is None and SANITIZED:
+        from sphinx.util import logging
+
+        log = logging.getLogger("torchtopo_docs")
+        log.info("torchtopo_docs: markup fixed at build time in these docstrings (fix them at the source):")
+        for name, lines in sorted(SANITIZED.items()):
+            for line in lines:
+                log.info(f"  {name}: {line}")
+        Path(app.doctreedir, "sanitized_docstrings.json").write_text(json.dumps(SANITIZED, indent=1, ensure_ascii=False))
+
+
+# ------------------------------------------------------------------------------ API pages
+def _entry(kind: str, full: str) -> str:
+    if kind == "class":
+        return (
+            f".. autoclass:: {full}\n"
+            "   :members:\n"
+            "   :undoc-members:\n"
+            "   :show-inheritance:\n"
+            "   :member-order: bysource\n"
+        )
+    if kind == "function":
+        return f".. autofunction:: {full}\n"
+    return f".. autodata:: {full}\n"
+
+
+def _data_entry(full: str, obj: Any) -> str:
+    try:
+        long = len(repr(obj)) > 300
+    except Exception:
+        long = True
+    return f".. autodata:: {full}\n" + ("   :no-value:\n" if long else "")
+
+
+def api_page(qual: str, mod: types.ModuleType, documented: Dict[int, str]) -> str:
+    names = list(getattr(mod, "__all__", []))
+    title = PAGE_TITLES.get(qual, qual)
+    parts = [_heading(title, "=")]
+    parts.append(f".. py:module:: {qual}\n")
+    doc = inspect.getdoc(mod) or ""
+    intro = DOCS / "api" / "intro" / (qual.replace("torchtopo", "torchtopo", 1) + ".rst")
+    if intro.exists():
+        parts.append(f".. include:: ../intro/{intro.name}\n")
+    elif doc:
+        # the module docstring's first paragraph (the rest is reference material in the code)
+        first = doc.split("\n\n")[0].splitlines()
+        parts.append("\n".join(sanitize(first, qual)) + "\n")
+
+    rows = []
+    groups: Dict[str, List[Tuple[str, Any]]] = {}
+    order: List[str] = []
+    for name in names:
+        if not hasattr(mod, name):
+            raise AttributeError(f"{qual}.__all__ lists {name!r} but the module has no such attribute")
+        obj = getattr(mod, name)
+        g = _group_of(qual, obj)
+        if g not in groups:
+            groups[g] = []
+            order.append(g)
+        groups[g].append((name, obj))
+    # constants and submodules last
+    order = [g for g in order if not g.startswith("__")] + [g for g in order if g.startswith("__")]
+
+    table = [
+        ".. list-table::",
+        "   :class: api-summary",
+        "   :widths: 30 70",
+        "",
+    ]
+    body = []
+    for g in order:
+        body.append(_heading(_group_title(g, qual), "-"))
+        for name, obj in groups[g]:
+            full = f"{qual}.{name}"
+            kind = _kind(obj)
+            summary = _first_sentence(object_doc(qual, name, obj))
+            if kind == "module":
+                target = f"torchtopo-api-{obj.__name__.replace('.', '-')}"
+                ref = f":ref:`{obj.__name__} <{target}>`"
+                body.append(f"* {ref}: {_first_sentence(obj.__doc__)}\n")
+                table += [f"   * - {ref}", f"     - {_first_sentence(obj.__doc__) or ' '}"]
+                continue
+            role = {"class": "class", "function": "func", "data": "data"}[kind]
+            key = id(obj)
+            if kind != "data" and key in documented:
+                orig = documented[key]
+                body.append(
+                    f".. py:data:: {full}\n   :no-index-entry:\n\n"
+                    f"   Alias of :{role}:`{orig}` (the same object).\n"
+                )
+                table += [f"   * - :data:`~{full}`", f"     - Alias of :{role}:`{orig}`."]
+                continue
+            if kind != "data":
+                documented[key] = full
+            body.append(_data_entry(full, obj) if kind == "data" else _entry(kind, full))
+            table += [f"   * - :{role}:`~{full}`", f"     - {summary or ' '}"]
+    parts.append(f".. _torchtopo-api-{qual.replace('.', '-')}:\n")
+    if len(table) > 4:
+        parts.append("\n".join(table) + "\n")
+    parts.extend(body)
+    return "\n".join(parts)
+
+
+def generate_api() -> List[str]:
+    """Write one page per public namespace; return their docnames (for the toctree)."""
+    documented: Dict[int, str] = {}
+    pages = []
+    for qual, mod in public_modules():
+        text = api_page(qual, mod, documented)
+        _write_if_changed(API_OUT / f"{qual}.rst", text)
+        pages.append(f"/api/generated/{qual}")
+    toc = ".. toctree::\n   :maxdepth: 1\n\n" + "".join(f"   {p}\n" for p in pages)
+    _write_if_changed(API_OUT / "toctree.inc.rst", toc)
+    # stale pages of namespaces that no longer exist
+    keep = {f"{q}.rst" for q, _ in public_modules()} | {"toctree.inc.rst"}
+    for p in API_OUT.glob("*.rst"):
+        if p.name not in keep:
+            p.unlink()
+    return pages
+
+
+# ------------------------------------------------------------------------------ examples
+def _script_doc(path: Path) -> str:
+    try:
+        return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except SyntaxError:
+        return ""
+
+
+def generate_examples() -> None:
+    ex_dir = ROOT / "examples"
+    scripts = sorted(p for p in ex_dir.glob("*.py") if not p.name.startswith("_")) if ex_dir.is_dir() else []
+    out = []
+    if not scripts:
+        out.append("No example scripts were found in ``examples/``.\n")
+    for path in scripts:
+        name = path.stem
+        out.append(f".. _example-{name.replace('_', '-')}:\n")
+        out.append(_heading(f"{name}.py", "-"))
+        doc = _script_doc(path)
+        if doc:
+            out.append(".. code-block:: text\n\n" + textwrap.indent(doc, "   ") + "\n")
+        out.append(
+            "Run it (a few minutes on a laptop CPU with ``--quick``):\n\n"
+            ".. code-block:: bash\n\n"
+            f"   python examples/{name}.py --quick --out runs/{name}\n\n"
+            f"It writes ``report.md``, ``results.json`` and PNG figures into ``runs/{name}``.\n"
+        )
+        fig_dir = DOCS / "_static" / "examples" / name
+        figs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+        report = fig_dir / "report.md"
+        if figs:
+            out.append(
+                f"Figures from a ``--quick`` run (``docs/scripts/example_figures.py``; "
+                f"small models on the offline MNIST sample, so the numbers are not the paper's):\n"
+            )
+            for fig in figs:
+                caption = fig.stem.replace("_", " ")
+                out.append(
+                    f".. figure:: /_static/examples/{name}/{fig.name}\n"
+                    f"   :width: 90%\n   :alt: {caption}\n\n   {caption}\n"
+                )
+        else:
+            out.append(
+                "*No figures are committed for this example yet:* run "
+                "``python docs/scripts/example_figures.py`` to produce them.\n"
+            )
+        if report.exists():
+            out.append(
+                f"The run's :download:`report.md </_static/examples/{name}/report.md>` "
+                f"(as the script writes it).\n"
+            )
+    _write_if_changed(GEN_OUT / "examples.inc.rst", "\n".join(out))
+
+
+# --------------------------------------------------------------------------- performance
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "nan"
+        a = abs(v)
+        if a == 0:
+            return "0"
+        if a >= 1000 or a < 0.01:
+            return f"{v:.3g}"
+        return f"{v:.3f}".rstrip("0").rstrip(".") if a < 10 else f"{v:.1f}"
+    if v is None:
+        return "—"
+    if isinstance(v, (list, tuple)):
+        return "×".join(str(x) for x in v) if all(isinstance(x, int) for x in v) else json.dumps(v)
+    if isinstance(v, dict):
+        return json.dumps(v)
+    s = str(v).replace("|", "/").replace("\n", " ")
+    return s if s.strip() else " "
+
+
+def _rows_in(data: Any) -> List[Tuple[str, List[dict]]]:
+    """Find the tables (lists of flat dicts) inside a benchmark's JSON."""
+    found = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, list) and node and all(isinstance(r, dict) for r in node):
+            found.append((path, node))
+            return
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+
+    walk(data, "")
+    return found
+
+
+def _meta_in(data: Any) -> List[Tuple[str, Any]]:
+    if not isinstance(data, dict):
+        return []
+    return [(k, v) for k, v in data.items() if not isinstance(v, (list, dict))]
+
+
+def _table(rows: List[dict], limit: int = 200) -> str:
+    cols: List[str] = []
+    for r in rows:
+        for k, v in r.items():
+            if k not in cols and not isinstance(v, dict):
+                cols.append(k)
+    lines = [".. list-table::", "   :header-rows: 1", "   :class: bench-table", ""]
+    lines.append("   * - " + "\n     - ".join(cols))
+    for r in rows[:limit]:
+        lines.append("   * - " + "\n     - ".join(_cell(r.get(c)) for c in cols))
+    text = "\n".join(lines) + "\n"
+    if len(rows) > limit:
+        text += f"\n({len(rows) - limit} more rows in the JSON file.)\n"
+    return text
+
+
+def generate_performance() -> None:
+    bdir = ROOT / "benchmarks"
+    files = sorted(bdir.glob("*.json")) + sorted(bdir.glob("results/*.json")) if bdir.is_dir() else []
+    scripts = sorted(p for p in bdir.glob("*.py") if not p.name.startswith("_")) if bdir.is_dir() else []
+    out = []
+    if scripts:
+        out.append(_heading("Benchmark scripts", "-"))
+        for s in scripts:
+            doc = _first_sentence(_script_doc(s))
+            out.append(f"* ``benchmarks/{s.name}``" + (f": {doc}" if doc else ""))
+        out.append("")
+    if not files:
+        out.append(_heading("Results", "-"))
+        out.append(
+            ".. note::\n\n   No benchmark results are committed yet.  Run the scripts above, e.g.\n"
+            "   ``python benchmarks/neighbor_penalty.py``; each prints its table and writes a JSON\n"
+            "   file into ``benchmarks/``, which this page turns into tables at the next build.\n"
+        )
+    for f in files:
+        rel = f.relative_to(ROOT)
+        out.append(_heading(f"{f.stem.replace('_', ' ').capitalize()}", "-"))
+        out.append(f"From ``{rel}``.\n")
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            out.append(f".. warning::\n\n   ``{rel}`` could not be read as JSON ({type(e).__name__}).\n")
+            continue
+        meta = _meta_in(data)
+        if meta:
+            out.append("\n".join(f"* **{k}**: {_cell(v)}" for k, v in meta) + "\n")
+        tables = _rows_in(data)
+        if not tables:
+            out.append(".. code-block:: json\n\n" + textwrap.indent(json.dumps(data, indent=1)[:4000], "   ") + "\n")
+        for path, rows in tables:
+            if path and len(tables) > 1:
+                out.append(f"**{path}**\n")
+            out.append(_table(rows))
+    _write_if_changed(GEN_OUT / "performance.inc.rst", "\n".join(out))
+
+
+# ---------------------------------------------------------------------------------- hooks
+def _generate(app) -> None:
+    generate_api()
+    generate_examples()
+    generate_performance()
+
+
+def setup(app):
+    app.connect("builder-inited", _generate)
+    app.connect("autodoc-process-docstring", _process_docstring, priority=900)
+    app.connect("build-finished", _report_sanitized)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

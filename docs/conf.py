@@ -1,0 +1,143 @@
+"""Sphinx configuration of the torchtopo documentation.
+
+Build:  ``sphinx-build -W -b html docs docs/_build/html``  (warnings are errors)
+Doctest the guides:  ``sphinx-build -W -b doctest docs docs/_build/doctest``
+
+The API reference, the examples page and the performance page are generated at build time by
+``docs/_ext/torchtopo_docs.py`` from each public module's ``__all__``, the scripts in
+``examples/`` and the JSON files in ``benchmarks/``: nothing there needs editing by hand when a
+public name, an example or a benchmark is added.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(DOCS / "_ext"))
+sys.path.insert(0, str(ROOT))  # the checkout's torchtopo first, even without `pip install -e`
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the guides' doctests are tiny
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import torchtopo  # noqa: E402
+
+# -- project -------------------------------------------------------------------------------
+project = "torchtopo"
+author = "torchtopo developers"
+copyright = "2026, torchtopo developers"
+release = torchtopo.__version__
+version = ".".join(release.split(".")[:2])
+
+# -- extensions ----------------------------------------------------------------------------
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.doctest",
+    "sphinx.ext.viewcode",
+    "myst_parser",
+    "torchtopo_docs",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "**/_build", "Thumbs.db", ".DS_Store", "**/*.inc.rst", "api/intro/*"]
+templates_path = []
+
+# -- autodoc / napoleon --------------------------------------------------------------------
+autodoc_default_options = {
+    "members": True,
+    "undoc-members": True,
+    "show-inheritance": True,
+    "member-order": "bysource",
+    "exclude-members": "extra_repr, forward_pre_hook, training, dump_patches, call_super_init",
+}
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"
+autodoc_typehints_format = "short"
+autodoc_type_aliases = {
+    "GridLike": "torchtopo.grid.GridLike",
+    "Strength": "torchtopo.regularizer.Strength",
+}
+autodoc_preserve_defaults = True
+autodoc_inherit_docstrings = False  # a method without its own docstring shows none, not torch's
+autosummary_generate = False  # tables only; the pages are written by torchtopo_docs
+napoleon_google_docstring = True
+napoleon_numpy_docstring = True
+napoleon_use_rtype = False
+napoleon_use_ivar = True
+napoleon_attr_annotations = True
+python_maximum_signature_line_length = 88
+add_module_names = False
+toc_object_entries_show_parents = "hide"
+
+# Optional dependencies that some modules import at module level: mock them only where absent,
+# so the docs build in the ``docs`` extra alone (torch, numpy, sphinx, furo, myst, matplotlib).
+autodoc_mock_imports = [
+    m for m in ("triton", "torchvision", "scipy", "mlxtend", "tqdm", "skimage")
+    if importlib.util.find_spec(m) is None
+]
+
+# -- doctest -------------------------------------------------------------------------------
+# Only the explicit ``testcode`` / ``doctest`` directives of the guides run: the ``>>>``
+# examples inside docstrings are illustrations (they often use a ``model`` defined elsewhere).
+doctest_test_doctest_blocks = ""
+doctest_global_setup = """
+import os
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch
+torch.set_num_threads(1)
+torch.manual_seed(0)
+import torchtopo as tt
+"""
+trim_doctest_flags = True
+
+# -- math ----------------------------------------------------------------------------------
+# ``TORCHTOPO_DOCS_MATHJAX`` points MathJax at a local copy (offline screenshots); by default
+# Sphinx's CDN URL is used.
+if os.environ.get("TORCHTOPO_DOCS_MATHJAX"):
+    mathjax_path = os.environ["TORCHTOPO_DOCS_MATHJAX"]
+    if "MathJax.js" in mathjax_path:  # MathJax 2 (Debian's libjs-mathjax)
+        mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]}}
+
+# -- html ----------------------------------------------------------------------------------
+html_theme = "furo"
+html_title = f"torchtopo {release}"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_show_sourcelink = False
+html_copy_source = False
+html_theme_options = {
+    "sidebar_hide_name": False,
+    "navigation_with_keys": True,
+    "light_css_variables": {
+        "color-brand-primary": "#2f6f5e",
+        "color-brand-content": "#2f6f5e",
+    },
+    "dark_css_variables": {
+        "color-brand-primary": "#7cc7a8",
+        "color-brand-content": "#7cc7a8",
+    },
+}
+pygments_style = "friendly"
+pygments_dark_style = "monokai"
+
+# MyST: only used to include the Markdown reports the examples write.
+myst_enable_extensions = ["dollarmath"]
+myst_heading_anchors = 3
+suppress_warnings = ["myst.header"]
+
+# -- the front page's figure ---------------------------------------------------------------
+# Committed (docs/_static/topomap.png, made by docs/scripts/make_topomap.py with the library).
+# Rebuilt here only when missing, with a shorter run to keep the build fast, or on request
+# with TORCHTOPO_DOCS_REGEN=1 (the script's full defaults, ~1.5 min on one CPU thread).
+if os.environ.get("TORCHTOPO_DOCS_REGEN") or not (DOCS / "_static" / "topomap.png").exists():
+    import subprocess
+
+    _args = [] if os.environ.get("TORCHTOPO_DOCS_REGEN") else ["--steps", "150"]
+    subprocess.run([sys.executable, str(DOCS / "scripts" / "make_topomap.py"), *_args], check=True)
