@@ -1,4 +1,4 @@
-"""Fused Triton kernels for the neighbour-distance penalties (WS and AS).
+r"""Fused Triton kernels for the neighbour-distance penalties (WS and AS).
 
 The input is the 4-D view ``X[pre, row, col, post]`` of :mod:`torchtopo.functional` (any strides:
 never copied or transposed); unit ``u = row·W + col`` owns the vector ``X[:, row, col, :]`` of

@@ -153,7 +153,7 @@ def _pair_distance(a: Tensor, b: Tensor, na: Optional[Tensor], nb: Optional[Tens
 
 # Peak extra memory of the PyTorch path: chunks of about this many elements of the input (a
 # few chunk-sized temporaries at a time), whatever the input's size.
-_CHUNK_ELEMENTS = 1 << 20
+_CHUNK_ELEMENTS = 1 << 22
 
 
 def _pair_blocks(H: int, W: int, dr: int, dc: int, wrap: bool):

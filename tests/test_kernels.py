@@ -1,0 +1,352 @@
+"""Tests of the neighbour-distance kernels (issue 3): the Triton kernels (run on CPU tensors under
+``TRITON_INTERPRET=1``, set by conftest.py) against the PyTorch path, the chunked PyTorch path
+against a brute-force loop over all unit pairs, and the backend dispatch.
+
+Interpreted Triton is slow (about a second per forward + backward on these tiny sizes), so the
+kernel tests use few, tiny cases.
+"""
+import math
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import torchtopo as tt
+import torchtopo.functional as F
+import torchtopo.functional._topo as T
+import torchtopo.kernels as K
+
+DISTANCES = ("euclidean", "sqeuclidean", "cosine", "correlation")
+needs_kernels = pytest.mark.skipif(
+    not K.HAS_TRITON or (not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"),
+    reason="Triton kernels unavailable (no triton, or no CUDA and no TRITON_INTERPRET=1)",
+)
+FEW = settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+# ------------------------------------------------------------------------------ helpers
+def make_view(layout: str, H: int, W: int, a: int, b: int, dtype=torch.float64, seed: int = 0):
+    """A leaf tensor and its (pre, H, W, post) unit view, in one of the three real layouts."""
+    g = torch.Generator().manual_seed(seed)
+    grid = tt.Grid(H, W)
+    if layout == "rows":  # weight (N, D): view (1, H, W, D), D contiguous
+        leaf = torch.randn(H * W, a, generator=g, dtype=dtype).requires_grad_()
+        return leaf, T.unit_view(leaf, grid, "rows")
+    if layout == "dense":  # activations (B, N): view (B, H, W, 1), units contiguous
+        leaf = torch.randn(a, H * W, generator=g, dtype=dtype).requires_grad_()
+        return leaf, T.unit_view(leaf, grid, "columns")
+    # conv activations (B, C, h, w): view (B, H, W, h·w) with non-trivial strides everywhere
+    leaf = torch.randn(a, H * W, 1, b, generator=g, dtype=dtype).requires_grad_()
+    return leaf, T.unit_view(leaf, grid, "columns")
+
+
+def both(X, leaf, grid, distance, **blocks):
+    """(value, grad) from the kernels and from the torch path."""
+    k = K.neighbor_distance_mean(X, grid, distance, **blocks)
+    (gk,) = torch.autograd.grad(k, leaf)
+    t = T._neighbor_sum_torch(X, grid, distance) / grid.n_pairs
+    (gt,) = torch.autograd.grad(t, leaf)
+    return k, gk, t, gt
+
+
+def brute_force(leaf_view: torch.Tensor, grid: tt.Grid, distance: str) -> torch.Tensor:
+    """Plain loops over every pair of units, the definitions of STUDIES.md §1 written out."""
+    P, H, W, Q = leaf_view.shape
+    V = [leaf_view[:, r, c, :].reshape(-1) for r in range(H) for c in range(W)]
+    total, count = leaf_view.new_zeros(()), 0
+    for i in range(H * W):
+        for j in range(i + 1, H * W):
+            dr, dc = abs(i // W - j // W), abs(i % W - j % W)
+            if grid.wrap:
+                dr, dc = min(dr, H - dr), min(dc, W - dc)
+            m = {"chebyshev": max(dr, dc), "manhattan": dr + dc, "euclidean": math.hypot(dr, dc)}[grid.metric]
+            if m > grid.radius + 1e-9:
+                continue
+            x, y = V[i], V[j]
+            if distance in ("euclidean", "sqeuclidean"):
+                s = ((x - y) ** 2).sum()
+                d = s if distance == "sqeuclidean" else (torch.sqrt(s) if s > 0 else s * 0)
+            else:
+                if distance == "correlation":
+                    x, y = x - x.mean(), y - y.mean()
+                nx = torch.sqrt((x * x).sum()) if (x * x).sum() > 0 else x.sum() * 0
+                ny = torch.sqrt((y * y).sum()) if (y * y).sum() > 0 else y.sum() * 0
+                d = 1 - (x * y).sum() / (nx * ny + 1e-8)
+            total = total + d
+            count += 1
+    assert count == grid.n_pairs
+    return total / count
+
+
+# ----------------------------------------------------------- kernels vs the torch path
+KERNEL_CASES = {
+    # conv layout, radius 2, ragged unit tile (20 units, block 16) and vector tile (D = 6)
+    "conv_radius2": ("conv", tt.Grid(4, 5, radius=2), 2, 3),
+    # weights with D = 1 on a torus (every correlation distance is 1: zero-variance units)
+    "rows_wrap_D1": ("rows", tt.Grid(5, 6, wrap=True), 1, 1),
+    # a single-row grid of dense activations, von Neumann neighbourhood
+    "single_row": ("dense", tt.Grid(1, 7, metric="manhattan"), 3, 1),
+}
+
+
+@needs_kernels
+@pytest.mark.parametrize("case", sorted(KERNEL_CASES))
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_kernel_matches_torch_path(case, distance):
+    layout, grid, a, b = KERNEL_CASES[case]
+    leaf, X = make_view(layout, grid.height, grid.width, a, b)
+    k, gk, t, gt = both(X, leaf, grid, distance)
+    assert k.dtype == torch.float64 and k.shape == ()
+    assert torch.isfinite(k) and torch.isfinite(gk).all()
+    torch.testing.assert_close(k, t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gk, gt, rtol=1e-9, atol=1e-12)
+
+
+@needs_kernels
+@FEW
+@given(
+    layout=st.sampled_from(["rows", "dense", "conv"]),
+    H=st.integers(1, 4),
+    W=st.integers(2, 5),
+    a=st.integers(1, 5),
+    b=st.integers(1, 3),
+    radius=st.sampled_from([1, 2, 1.5]),
+    metric=st.sampled_from(["chebyshev", "manhattan", "euclidean"]),
+    wrap=st.booleans(),
+    distance=st.sampled_from(DISTANCES),
+    seed=st.integers(0, 2**16),
+)
+def test_kernel_matches_torch_path_random(layout, H, W, a, b, radius, metric, wrap, distance, seed):
+    grid = tt.Grid(H, W, radius=radius, metric=metric, wrap=wrap)
+    if grid.n_pairs == 0:
+        return
+    leaf, X = make_view(layout, H, W, a, b, seed=seed)
+    k, gk, t, gt = both(X, leaf, grid, distance)
+    torch.testing.assert_close(k, t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gk, gt, rtol=1e-9, atol=1e-12)
+
+
+@needs_kernels
+def test_kernel_several_tiles_in_both_dimensions():
+    # 30 units in blocks of 8 (last one ragged), D = 11 in blocks of 8: 4 × 2 backward programs
+    grid = tt.Grid(5, 6, wrap=True)
+    leaf, X = make_view("rows", 5, 6, 11, 1, seed=3)
+    k, gk, t, gt = both(X, leaf, grid, "correlation", block_u=8, block_d=8)
+    torch.testing.assert_close(k, t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gk, gt, rtol=1e-9, atol=1e-12)
+
+
+# bf16 stores 8 mantissa bits: inputs and gradients are rounded to a relative 2^-8 ≈ 0.4 %.
+BF16_RTOL = 2e-2
+
+
+@needs_kernels
+@pytest.mark.parametrize("distance", ["euclidean", "correlation"])
+def test_kernel_bf16_accumulates_in_fp32(distance):
+    grid = tt.Grid(4, 5)
+    leaf32, X32 = make_view("rows", 4, 5, 24, 1, dtype=torch.float32, seed=5)
+    leaf16 = leaf32.detach().bfloat16().requires_grad_()
+    X16 = T.unit_view(leaf16, grid, "rows")
+    k16 = K.neighbor_distance_mean(X16, grid, distance)
+    (g16,) = torch.autograd.grad(k16, leaf16)
+    assert k16.dtype == torch.float32 and g16.dtype == torch.bfloat16
+    # same rounded inputs in fp32 through the torch path: equal up to fp32 summation order
+    ref_r = T._neighbor_sum_torch(X16.detach().float(), grid, distance) / grid.n_pairs
+    torch.testing.assert_close(k16, ref_r, rtol=1e-5, atol=1e-6)
+    # against the unrounded fp32 input: within bf16 rounding (stated tolerance BF16_RTOL)
+    t32 = T._neighbor_sum_torch(X32, grid, distance) / grid.n_pairs
+    (g32,) = torch.autograd.grad(t32, leaf32)
+    torch.testing.assert_close(k16, t32.detach(), rtol=BF16_RTOL, atol=1e-3)
+    torch.testing.assert_close(g16.float(), g32, rtol=BF16_RTOL, atol=BF16_RTOL * float(g32.abs().max()))
+
+
+@needs_kernels
+def test_kernel_fp16_returns_fp32():
+    grid = tt.Grid(3, 4)
+    w = torch.randn(12, 10).half()
+    k = K.neighbor_distance_mean(T.unit_view(w, grid, "rows"), grid, "cosine")
+    t = T._neighbor_sum_torch(T.unit_view(w.float(), grid, "rows"), grid, "cosine") / grid.n_pairs
+    assert k.dtype == torch.float32
+    torch.testing.assert_close(k, t, rtol=1e-5, atol=1e-6)
+
+
+@needs_kernels
+def test_kernel_nan_propagates():
+    grid = tt.Grid(3, 3)
+    w = torch.randn(9, 4, dtype=torch.float64)
+    w[4, 0] = float("nan")
+    assert torch.isnan(K.neighbor_distance_mean(T.unit_view(w, grid, "rows"), grid, "euclidean"))
+
+
+@needs_kernels
+def test_kernel_aliased_torus_falls_back_to_torch():
+    grid = tt.Grid(2, 3, wrap=True)  # offsets alias on a 2-row torus
+    assert grid.aliased
+    leaf, X = make_view("rows", 2, 3, 4, 1, seed=1)
+    k, gk, _, _ = both(X, leaf, grid, "cosine")
+    ref = brute_force(X, grid, "cosine")
+    torch.testing.assert_close(k, ref)
+
+
+def test_kernel_bad_inputs():
+    if not K.HAS_TRITON:
+        pytest.skip("no triton")
+    grid = tt.Grid(3, 4)
+    X = torch.randn(1, 3, 4, 5)
+    with pytest.raises(ValueError, match="distance"):
+        K.neighbor_distance_mean(X, grid, "manhattan")
+    with pytest.raises(ValueError, match="4-D"):
+        K.neighbor_distance_mean(X[0], grid, "cosine")
+    with pytest.raises(ValueError, match="grid is 3×5"):
+        K.neighbor_distance_mean(X, tt.Grid(3, 5), "cosine")
+    with pytest.raises(TypeError, match="floating-point"):
+        K.neighbor_distance_mean(X.long(), grid, "cosine")
+
+
+def test_kernel_on_cpu_without_interpreter_errors(monkeypatch):
+    if not K.HAS_TRITON:
+        pytest.skip("no triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+        K.neighbor_distance_mean(torch.randn(1, 3, 4, 5), tt.Grid(3, 4), "cosine")
+
+
+# ----------------------------------------------------------------------------- dispatch
+def test_forced_triton_errors_clearly_when_unavailable(monkeypatch):
+    monkeypatch.setattr(K, "HAS_TRITON", False)
+    w = torch.randn(12, 5)
+    with pytest.raises(RuntimeError, match="backend='triton'.*Triton kernels are unavailable"):
+        F.weight_similarity(w, (3, 4), backend="triton")
+    monkeypatch.setenv("TORCHTOPO_BACKEND", "triton")
+    with pytest.raises(RuntimeError, match="Triton kernels are unavailable"):
+        F.activation_similarity(torch.randn(4, 12), (3, 4))
+    # auto still works, on the torch path
+    monkeypatch.setenv("TORCHTOPO_BACKEND", "auto")
+    assert torch.isfinite(F.weight_similarity(w, (3, 4)))
+
+
+def test_bad_backend_names(monkeypatch):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        F.weight_similarity(torch.randn(12, 5), (3, 4), backend="cuda")
+    monkeypatch.setenv("TORCHTOPO_BACKEND", "fast")
+    with pytest.raises(ValueError, match="TORCHTOPO_BACKEND must be one of"):
+        F.weight_similarity(torch.randn(12, 5), (3, 4))
+
+
+@needs_kernels
+def test_dispatch_routes_through_the_kernels(monkeypatch):
+    calls = []
+    real = K.neighbor_distance_mean
+
+    def spy(X, grid, distance):
+        calls.append((tuple(X.shape), distance))
+        return real(X, grid, distance)
+
+    monkeypatch.setattr(K, "neighbor_distance_mean", spy)
+    w = torch.randn(12, 6, dtype=torch.float64)
+    F.weight_similarity(w, (3, 4), distance="cosine")  # auto on a CPU tensor: torch
+    assert calls == []
+    monkeypatch.setenv("TORCHTOPO_BACKEND", "triton")
+    # the Regularizer and terms use the dispatch without change
+    model = torch.nn.Sequential(tt.TopoLinear(6, (3, 4)).double())
+    with torch.no_grad():
+        model[0].weight.copy_(w)
+    reg = tt.attach(model, {"0": tt.WeightSimilarity(strength=2.0, distance="cosine")})
+    p = reg.penalty()
+    assert calls == [((1, 3, 4, 6), "cosine")]
+    ref = 2.0 * F.weight_similarity(w, (3, 4), distance="cosine", backend="torch")
+    torch.testing.assert_close(p, ref)
+    reg.remove()
+
+
+# ------------------------------------------------------- chunked torch path vs brute force
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    layout=st.sampled_from(["rows", "dense", "conv"]),
+    H=st.integers(1, 4),
+    W=st.integers(1, 5),
+    a=st.integers(1, 4),
+    b=st.integers(1, 3),
+    radius=st.sampled_from([1, 2, 1.5]),
+    metric=st.sampled_from(["chebyshev", "manhattan", "euclidean"]),
+    wrap=st.booleans(),
+    distance=st.sampled_from(DISTANCES),
+    chunk=st.sampled_from([1, 7, 1 << 22]),
+    seed=st.integers(0, 2**16),
+)
+def test_torch_path_matches_brute_force(layout, H, W, a, b, radius, metric, wrap, distance, chunk, seed):
+    grid = tt.Grid(H, W, radius=radius, metric=metric, wrap=wrap)
+    if grid.n_pairs == 0:
+        return
+    leaf, X = make_view(layout, H, W, a, b, seed=seed)
+    T._CHUNK_ELEMENTS, old = chunk, T._CHUNK_ELEMENTS  # 1 and 7 force many vector chunks
+    try:
+        got = F.neighbor_distance_mean(X, grid, distance=distance, backend="torch")
+        (g_got,) = torch.autograd.grad(got, leaf)
+    finally:
+        T._CHUNK_ELEMENTS = old
+    ref = brute_force(X, grid, distance)
+    (g_ref,) = torch.autograd.grad(ref, leaf)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_torch_path_gradcheck(distance, monkeypatch):
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 8)
+    grid = tt.Grid(3, 4, radius=2, wrap=False)
+    x = (torch.randn(3, 12, 2, dtype=torch.float64) + 0.5).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x: F.activation_similarity(x, grid, distance=distance, backend="torch"), (x,)
+    )
+
+
+def test_torch_path_saves_only_per_pair_state():
+    """Backward state is X plus O(offsets × N) coefficients, never a copy of the pairs' vectors."""
+    grid = tt.Grid(16, 16, radius=2)
+    w = torch.randn(256, 64, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.weight_similarity(w, grid, distance="correlation", backend="torch")
+    n_off = len(grid.offsets)
+    big = [t for t in saved if t.numel() > 4 * n_off * grid.n_units]
+    assert len(big) == 1 and big[0].data_ptr() == w.data_ptr()  # only the input itself
+    loss.backward()
+    assert torch.isfinite(w.grad).all()
+
+
+# --------------------------------------------------------------------------- CUDA only
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_cuda_kernel_matches_torch_path(distance, dtype):
+    grid = tt.Grid(37, 45, radius=2, wrap=True)
+    w = torch.randn(grid.n_units, 300, device="cuda", dtype=dtype, requires_grad=True)
+    k = F.weight_similarity(w, grid, distance=distance, backend="triton")
+    (gk,) = torch.autograd.grad(k, w)
+    t = F.weight_similarity(w, grid, distance=distance, backend="torch")
+    (gt,) = torch.autograd.grad(t, w)
+    tol = 1e-4 if dtype == torch.float32 else BF16_RTOL
+    torch.testing.assert_close(k, t, rtol=tol, atol=tol)
+    torch.testing.assert_close(gk.float(), gt.float(), rtol=tol, atol=tol * float(gt.abs().max()))
+    act = torch.randn(96, grid.n_units, device="cuda", dtype=dtype)  # AS: units contiguous
+    k = F.activation_similarity(act, grid, distance=distance, backend="triton")
+    t = F.activation_similarity(act, grid, distance=distance, backend="torch")
+    torch.testing.assert_close(k, t, rtol=tol, atol=tol)
+
+
+@pytest.mark.cuda
+def test_cuda_auto_picks_triton(monkeypatch):
+    calls = []
+    real = K.neighbor_distance_mean
+    monkeypatch.setattr(K, "neighbor_distance_mean", lambda *a: calls.append(1) or real(*a))
+    act = torch.randn(32, 64, device="cuda")
+    F.activation_similarity(act, (8, 8))
+    assert calls == [1]
