@@ -1,3 +1,12 @@
-"""A V1-like front-end (issue 5): Gabor filter bank with biologically sampled receptive fields."""
+"""A V1-like front-end (issue 5): Gabor filter bank with biologically sampled receptive fields.
 
-__all__: list = []
+STUDIES.md §2 (VOneNet; Barbulescu, Marques & Oliveira 2023).  :class:`V1Front` is the module,
+:func:`with_v1_front` puts it in front of a model, :mod:`torchtopo.v1.distributions` holds the
+primate receptive-field tables and samplers, :mod:`torchtopo.v1.analysis` the conformance report,
+filter plots, grating tuning and sub-population ablation.
+"""
+from . import distributions
+from .front import V1Front, envelope_half_width, gabor_kernels
+from .stem import V1Stem, with_v1_front
+
+__all__ = ["V1Front", "V1Stem", "with_v1_front", "gabor_kernels", "envelope_half_width", "distributions"]
