@@ -1,0 +1,142 @@
+"""tt.adversarial: PGD, noise accuracy, sparsity statistics (STUDIES.md §3), and the example."""
+import json
+import math
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import torchtopo as tt
+from torchtopo import adversarial as adv
+
+torch.set_num_threads(1)
+
+
+def _model_and_data(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    x = torch.rand(8, 1, 6, 6)
+    y = torch.randint(0, 3, (8,))
+    return model, x, y
+
+
+def _per_image_loss(model, x, y):
+    with torch.no_grad():
+        return nn.functional.cross_entropy(model(x), y, reduction="none")
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.05), ("l2", 0.3)])
+def test_pgd_increases_loss_and_respects_ball(norm, eps):
+    model, x, y = _model_and_data()
+    model.train()
+    w_before = [p.detach().clone() for p in model.parameters()]
+    xa = adv.pgd(model, x, y, eps=eps, norm=norm, steps=10, generator=torch.Generator().manual_seed(0))
+    d = (xa - x).flatten(1)
+    if norm == "linf":
+        assert float(d.abs().max()) <= eps + 1e-6
+    else:
+        assert float(d.norm(dim=1).max()) <= eps + 1e-5
+    assert xa.min() >= 0 and xa.max() <= 1
+    la, l0 = _per_image_loss(model, xa, y), _per_image_loss(model, x, y)
+    assert torch.all(la >= l0 - 1e-6) and float(la.mean()) > float(l0.mean())
+    # no random start: the first step alone must beat a random point of the ball on average
+    xn = adv.pgd(model, x, y, eps=eps, norm=norm, steps=1, random_start=False)
+    assert float(_per_image_loss(model, xn, y).mean()) > float(l0.mean())
+    # the model is left as it was
+    assert model.training
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(w_before, model.parameters()))
+
+
+def test_pgd_linear_model_reaches_the_optimum():
+    """For a linear 2-class model the ℓ∞ / ℓ2 worst case is known in closed form: the margin
+    drops by eps·‖w₁ − w₀‖₁ (ℓ∞) or eps·‖w₁ − w₀‖₂ (ℓ2), when no pixel hits [0, 1]."""
+    torch.manual_seed(0)
+    lin = nn.Linear(10, 2)
+    x = torch.full((4, 10), 0.5)
+    y = torch.zeros(4, dtype=torch.long)
+    wd = (lin.weight[1] - lin.weight[0]).detach()
+    with torch.no_grad():
+        m0 = (lin(x)[:, 1] - lin(x)[:, 0])
+    # (ℓ2 from a random start only converges geometrically to the optimum: start at x there)
+    for norm, eps, drop, rs in (("linf", 0.01, 0.01 * wd.abs().sum(), True), ("l2", 0.05, 0.05 * wd.norm(), False)):
+        xa = adv.pgd(lin, x, y, eps=eps, norm=norm, steps=30, random_start=rs)
+        with torch.no_grad():
+            m = lin(xa)[:, 1] - lin(xa)[:, 0]
+        torch.testing.assert_close(m - m0, torch.full_like(m, float(drop)), rtol=1e-3, atol=1e-4)
+
+
+def test_pgd_bad_input_and_eps_zero():
+    model, x, y = _model_and_data()
+    torch.testing.assert_close(adv.pgd(model, x, y, eps=0.0), x)
+    with pytest.raises(ValueError, match="norm"):
+        adv.pgd(model, x, y, eps=0.1, norm="l1")
+    with pytest.raises(ValueError, match="eps"):
+        adv.pgd(model, x, y, eps=-0.1)
+    with pytest.raises(ValueError, match="steps"):
+        adv.pgd(model, x, y, eps=0.1, steps=0)
+    with pytest.raises(ValueError, match=r"y must be \(B,\)"):
+        adv.pgd(model, x, y[:3], eps=0.1)
+    with pytest.raises(TypeError, match="integer"):
+        adv.pgd(model, x, y.float(), eps=0.1)
+
+
+def test_accuracies_against_direct_count():
+    model, x, y = _model_and_data(1)
+    with torch.no_grad():
+        want = float((model(x).argmax(1) == y).float().mean())
+    assert adv.accuracy(model, x, y, batch_size=3) == pytest.approx(want)
+    g = torch.Generator().manual_seed(5)
+    xn = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    with torch.no_grad():
+        want_n = float((model(xn).argmax(1) == y).float().mean())
+    assert adv.gaussian_noise_accuracy(model, x, y, 0.2, seed=5) == pytest.approx(want_n)
+    r0 = adv.pgd_accuracy(model, x, y, eps=0.0)
+    assert r0 == pytest.approx(want)
+    r = adv.pgd_accuracy(model, x, y, eps=0.3, steps=5, restarts=2, batch_size=3)
+    assert 0.0 <= r <= want
+
+
+def test_sparsity_stats_against_direct_computation():
+    torch.manual_seed(0)
+    blk = tt.HaHBlock(1, 10, keep=0.2)
+    model = nn.Sequential(blk)
+    x = torch.rand(6, 1, 8, 8)
+    s = adv.sparsity_stats(model, x, ["0.act", "0.conv"], batch_size=4)
+    with torch.no_grad():
+        a = blk(x)
+    assert s["0.act"]["frac_zero"] == pytest.approx(float((a == 0).float().mean()), abs=1e-6)
+    assert s["0.act"]["frac_zero"] >= 0.8 - 1e-6  # the threshold keeps at most 20 % per map
+    pos = []
+    for b in range(6):
+        for i in range(8):
+            for j in range(8):
+                v = sorted((float(a[b, c, i, j]) for c in range(10)), reverse=True)
+                if sum(v) > 0:
+                    pos.append(v[0] / sum(v))  # ceil(0.1 * 10) = 1 channel
+    assert s["0.act"]["top10_share"] == pytest.approx(sum(pos) / len(pos), rel=1e-5)
+    with pytest.raises(ValueError, match="no module"):
+        adv.sparsity_stats(model, x, ["nope"])
+
+
+def test_example_tiny_run(tmp_path):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "hebbian_divisive.py")
+    spec = importlib.util.spec_from_file_location("hebbian_divisive", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "run"
+    payload = mod.main(["--tiny", "--out", str(out)])
+    for f in ("report.md", "results.json", "activation_histograms.png", "robustness.png", "training_curves.png"):
+        assert (out / f).exists(), f
+    res = json.loads((out / "results.json").read_text())["results"]
+    for kind in ("standard", "hah"):
+        for k in ("clean", "noise_0.1", "linf_0.1", "l2_1"):
+            assert 0.0 <= res[kind][k] <= 1.0
+    # the HaH model's first block keeps at most 20 % of each map: mostly zeros
+    first = next(iter(res["hah"]["sparsity"].values()))
+    assert first["frac_zero"] >= 0.8 - 1e-6
+    assert payload["results"]["hah"]["clean"] == res["hah"]["clean"]
+    assert "paper" in (out / "report.md").read_text()
