@@ -32,6 +32,10 @@ from . import analysis  # noqa: E402
 
 __all__ += ["analysis"]
 # --- V1 front (issue 5) ---
+from . import v1  # noqa: E402
+from .v1 import V1Front, with_v1_front  # noqa: E402
+
+__all__ += ["v1", "V1Front", "with_v1_front"]
 # --- HaH (issue 6) ---
 from . import adversarial  # noqa: E402
 from .hah import (  # noqa: E402
