@@ -28,9 +28,9 @@ __all__ = [
 
 # Each section below adds its imports and `__all__ += [...]`.
 # --- analysis / robustness / plot (issue 4) ---
-from . import analysis  # noqa: E402
+from . import analysis, plot, robustness  # noqa: E402  (plot imports matplotlib lazily)
 
-__all__ += ["analysis"]
+__all__ += ["analysis", "robustness", "plot"]
 # --- V1 front (issue 5) ---
 from . import v1  # noqa: E402
 from .v1 import V1Front, with_v1_front  # noqa: E402
