@@ -5,8 +5,8 @@ STUDIES.md §2 (VOneNet; Barbulescu, Marques & Oliveira 2023).  :class:`V1Front`
 primate receptive-field tables and samplers, :mod:`torchtopo.v1.analysis` the conformance report,
 filter plots, grating tuning and sub-population ablation.
 """
-from . import distributions
+from . import analysis, distributions
 from .front import V1Front, envelope_half_width, gabor_kernels
 from .stem import V1Stem, with_v1_front
 
-__all__ = ["V1Front", "V1Stem", "with_v1_front", "gabor_kernels", "envelope_half_width", "distributions"]
+__all__ = ["V1Front", "V1Stem", "with_v1_front", "gabor_kernels", "envelope_half_width", "distributions", "analysis"]
