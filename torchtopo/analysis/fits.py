@@ -260,8 +260,8 @@ def fit_log(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[st
         "r2": _r2(data, cost),
         "fitted": fitted,
     }
-    res = {k: v.to(out_dtype).reshape(*lead, *v.shape[1:]) for k, v in res.items()}
-    res["fitted"] = res["fitted"].reshape(*lead, h, w)
+    res = {k: v.to(out_dtype).reshape(tuple(lead) + tuple(v.shape[1:])) for k, v in res.items()}
+    res["fitted"] = res["fitted"].reshape(tuple(lead) + (h, w))
     res["radial_symmetry"] = radial_symmetry(filters)
     return res
 
@@ -470,6 +470,6 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[
         "r2": _r2(data, cost),
         "fitted": fitted,
     }
-    out = {k: v.to(filters.dtype).reshape(*lead, *v.shape[1:]) for k, v in res.items()}
-    out["fitted"] = out["fitted"].reshape(*lead, h, w)
+    out = {k: v.to(filters.dtype).reshape(tuple(lead) + tuple(v.shape[1:])) for k, v in res.items()}
+    out["fitted"] = out["fitted"].reshape(tuple(lead) + (h, w))
     return out
