@@ -421,3 +421,16 @@ def test_vgg16_hah_structure_and_training_step():
         tt.models.vgg16_hah(hah_layers=14)
     with pytest.raises(ValueError, match="strengths"):
         tt.hebbian_terms(m, [0.1] * 7)
+
+
+def test_hah_model_under_bf16_autocast_and_to():
+    m = tt.models.hah_cnn(widths=(8, 16)).to(torch.device("cpu"), torch.float64).float()
+    reg = tt.attach(m, tt.hebbian_terms(m, [0.0045, 0.0025]))
+    x = torch.rand(3, 1, 28, 28)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+        p = reg.penalty()
+    assert p.dtype == torch.float32 and torch.isfinite(p)
+    (out.float().logsumexp(1).mean() + p).backward()
+    assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
+    reg.remove()

@@ -4,9 +4,7 @@ r"""Robustness evaluation of the HaH study (Cekic et al., STUDIES.md §3): PGD a
 Images live in [0, 1] (put :class:`torchtopo.data.Normalize` first in the model); ε is in that
 pixel scale (the paper's ℓ∞ 2/255 and ℓ2 0.25 on CIFAR-10).
 
-Why our own PGD and not AutoAttack
-----------------------------------
-PGD (Madry et al.) is a dozen lines of PyTorch, has no dependency, is fully tested here (it
+**Why our own PGD and not AutoAttack.**  PGD (Madry et al.) is a dozen lines of PyTorch, has no dependency, is fully tested here (it
 raises the loss and never leaves the ε-ball or [0, 1]) and runs on any device.  The reference
 AutoAttack is not a PyPI package (it installs from git), so the library cannot depend on it.
 The paper reports AutoAttack, an ensemble at least as strong as PGD: **our PGD accuracies are
@@ -293,7 +291,7 @@ def sparsity_stats(
 
     * ``frac_zero``: fraction with :math:`|a| \le` ``tol``;
     * ``frac_active_channels``: mean over images and positions of the fraction of channels
-      with :math:`a > ` ``tol`` (the population sparsity the HaH cost targets);
+      whose value exceeds ``tol`` (the population sparsity the HaH cost targets);
     * ``mean_active``: mean of :math:`a` over the active entries (how *strong* the survivors
       are), and ``mean``: the plain mean;
     * ``top10_share``: mean over images and positions of the share of the total

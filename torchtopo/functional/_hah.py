@@ -189,7 +189,7 @@ def divisive_norm(x: Tensor, *, sigma: float = 0.1, window: int = 3, eps: float 
     border: positions outside the image are ignored).  Gradients flow through the denominator.
 
     Args:
-        x: ``(B, C, H, W)`` (after the ReLU in the HaH block, but any sign works: |a| is used).
+        x: ``(B, C, H, W)`` (after the ReLU in the HaH block, but any sign works: :math:`|a|` is used).
         sigma: mixing weight σ ∈ [0, 1] of the global maximum (paper: 0.1).
         window: odd size of the max-pooling window (paper: 3).
         eps: added to the denominator (1e-7).
