@@ -94,6 +94,8 @@ import torch
 torch.set_num_threads(1)
 torch.manual_seed(0)
 import torchtopo as tt
+import importlib.util
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 """
 trim_doctest_flags = True
 

@@ -70,6 +70,9 @@ def _heading(text: str, char: str, overline: bool = False) -> str:
     return (f"{line}\n" if overline else "") + f"{text}\n{line}\n"
 
 
+_ABBREV = re.compile(r"(?:\bal|\be\.g|\bi\.e|\bcf|\bvs|\betc|\bFig|\bEq|\bno|§\d+)\.$", re.I)
+
+
 def _first_sentence(doc: Optional[str]) -> str:
     """First sentence of a docstring, with rst kept balanced enough for a table cell."""
     if not doc:
@@ -77,11 +80,15 @@ def _first_sentence(doc: Optional[str]) -> str:
     para = inspect.cleandoc(doc).split("\n\n")[0].replace("\n", " ").strip()
     if para.startswith(".."):
         return ""
-    m = re.search(r"^(.+?[.!?])(\s|$)", para)
-    s = m.group(1) if m else para
-    # cut nowhere inside inline literals / roles / math: if backticks are unbalanced, keep all
-    if s.count("`") % 2:
-        s = para
+    s = para
+    for m in re.finditer(r"[.!?](?=\s|$)", para):
+        cand = para[: m.end()]
+        if _ABBREV.search(cand):
+            continue
+        if cand.count("(") != cand.count(")") or cand.count("`") % 2:
+            continue
+        s = cand
+        break
     if s.count("`") % 2 or s.count("*") % 2 or s.count("|") % 2:
         return ""
     return s
@@ -362,7 +369,7 @@ def api_page(qual: str, mod: types.ModuleType, documented: Dict[int, str]) -> st
             if kind != "data" and key in documented:
                 orig = documented[key]
                 body.append(
-                    f".. py:data:: {full}\n   :no-index-entry:\n\n"
+                    f".. py:data:: {name}\n   :no-index-entry:\n\n"
                     f"   Alias of :{role}:`{orig}` (the same object).\n"
                 )
                 table += [f"   * - :data:`~{full}`", f"     - Alias of :{role}:`{orig}`."]
@@ -509,8 +516,9 @@ def _table(rows: List[dict], limit: int = 200) -> str:
     return text
 
 
-def generate_performance() -> None:
-    bdir = ROOT / "benchmarks"
+def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
+    """Write ``performance.inc.rst`` (tables from ``root/benchmarks/*.json``); return its text."""
+    bdir = root / "benchmarks"
     files = sorted(bdir.glob("*.json")) + sorted(bdir.glob("results/*.json")) if bdir.is_dir() else []
     scripts = sorted(p for p in bdir.glob("*.py") if not p.name.startswith("_")) if bdir.is_dir() else []
     out = []
@@ -528,7 +536,7 @@ def generate_performance() -> None:
             "   file into ``benchmarks/``, which this page turns into tables at the next build.\n"
         )
     for f in files:
-        rel = f.relative_to(ROOT)
+        rel = f.relative_to(root)
         out.append(_heading(f"{f.stem.replace('_', ' ').capitalize()}", "-"))
         out.append(f"From ``{rel}``.\n")
         try:
@@ -546,7 +554,9 @@ def generate_performance() -> None:
             if path and len(tables) > 1:
                 out.append(f"**{path}**\n")
             out.append(_table(rows))
-    _write_if_changed(GEN_OUT / "performance.inc.rst", "\n".join(out))
+    text = "\n".join(out)
+    _write_if_changed(out_dir / "performance.inc.rst", text)
+    return text
 
 
 # ---------------------------------------------------------------------------------- hooks

@@ -1,0 +1,232 @@
+"""The documentation builds with warnings as errors, its code runs, and it documents every
+public name.
+
+Builds ``docs/`` in-process (html, then the doctest builder on the same doctrees) into a
+temporary folder: about 15-25 s of CPU.  Skipped when Sphinx or the theme is not installed
+(``pip install -e ".[docs]"``).
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sphinx", reason="sphinx is not installed: pip install -e '.[docs]'")
+pytest.importorskip("furo", reason="the furo theme is not installed: pip install -e '.[docs]'")
+pytest.importorskip("myst_parser", reason="myst-parser is not installed: pip install -e '.[docs]'")
+
+from sphinx.cmd.build import build_main  # noqa: E402
+from sphinx.util.inventory import InventoryFile  # noqa: E402
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+sys.path.insert(0, str(DOCS / "_ext"))
+import torchtopo_docs  # noqa: E402
+
+# Sphinx's own deprecation notices (napoleon, autodoc) are not ours to fix.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
+]
+
+#: The namespaces whose ``__all__`` must be fully documented (DESIGN.md § The public API).
+REQUIRED = ["torchtopo", "torchtopo.functional", "torchtopo.models", "torchtopo.analysis",
+            "torchtopo.robustness", "torchtopo.plot", "torchtopo.data"]
+
+
+def _sphinx(builder: str, out: Path, doctrees: Path) -> tuple[int, str]:
+    warnings = out.parent / f"{builder}-warnings.txt"
+    rc = build_main([
+        "-W", "--keep-going", "-q", "-b", builder, "-d", str(doctrees), "-w", str(warnings),
+        str(DOCS), str(out),
+    ])
+    return rc, warnings.read_text(encoding="utf-8") if warnings.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("docs")
+    rc, warnings = _sphinx("html", tmp / "html", tmp / "doctrees")
+    return {"tmp": tmp, "html": tmp / "html", "doctrees": tmp / "doctrees", "rc": rc, "warnings": warnings}
+
+
+def _inventory(site) -> dict:
+    with open(site["html"] / "objects.inv", "rb") as f:
+        inv = InventoryFile.load(f, "", lambda base, uri: uri)
+    names = {}
+    for role, entries in inv.data.items() if hasattr(inv, "data") else inv.items():
+        for name in entries:
+            names.setdefault(name, set()).add(role)
+    return names
+
+
+def _public(qual: str):
+    try:
+        mod = importlib.import_module(qual)
+    except ModuleNotFoundError as e:
+        if e.name == qual:
+            return None
+        raise
+    return mod
+
+
+# ------------------------------------------------------------------------------ the build
+def test_html_builds_without_warnings(site):
+    assert site["rc"] == 0, f"sphinx-build -W failed:\n{site['warnings']}"
+    assert site["warnings"].strip() == "", site["warnings"]
+
+
+def test_guides_and_quickstart_code_runs(site):
+    """The ``testcode``/``doctest`` blocks of the quickstart and the guides execute."""
+    assert site["rc"] == 0, "the html build failed; see test_html_builds_without_warnings"
+    rc, warnings = _sphinx("doctest", site["tmp"] / "doctest", site["doctrees"])
+    report = site["tmp"] / "doctest" / "output.txt"
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    assert rc == 0, f"doctest failures:\n{text[-6000:]}\n{warnings}"
+    m = re.search(r"^\s*(\d+) tests\s*$", text, re.M)
+    assert m and int(m.group(1)) >= 10, f"expected the guides' tests to run, got:\n{text[-2000:]}"
+    assert re.search(r"^\s*0 failures in tests", text, re.M), text[-3000:]
+
+
+def test_pages_exist_and_link_the_figure(site):
+    html = site["html"]
+    for page in ["index", "installation", "quickstart", "examples", "performance", "changelog",
+                 "guides/topographic", "guides/v1_front", "guides/hebbian", "guides/lgn_lateral",
+                 "api/index", "api/generated/torchtopo"]:
+        assert (html / f"{page}.html").exists(), page
+    index = (html / "index.html").read_text(encoding="utf-8")
+    assert "topomap.png" in index and (html / "_images" / "topomap.png").exists()
+    # every API page is reachable from the API index
+    api_index = (html / "api" / "index.html").read_text(encoding="utf-8")
+    for qual, _ in torchtopo_docs.public_modules():
+        assert f"generated/{qual}.html" in api_index, qual
+
+
+# --------------------------------------------------------------------- the API reference
+def _own_doc(qual: str, name: str, obj) -> str:
+    return torchtopo_docs.object_doc(qual, name, obj)
+
+
+def test_every_public_name_is_documented(site):
+    """Each name of each public ``__all__`` is in the objects inventory and (unless it is a
+    constant: then its value is shown) has a non-empty docstring of its own."""
+    assert site["rc"] == 0, "the html build failed; see test_html_builds_without_warnings"
+    inventory = _inventory(site)
+    quals = list(dict.fromkeys(REQUIRED + [q for q, _ in torchtopo_docs.public_modules()]))
+    missing_inv, missing_doc, checked = [], [], 0
+    undocumented_constants = []
+    for qual in quals:
+        mod = _public(qual)
+        if mod is None:
+            continue
+        assert (mod.__doc__ or "").strip(), f"module {qual} has no docstring"
+        assert qual in inventory, f"module {qual} is not in the docs"
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name)
+            full = f"{qual}.{name}"
+            checked += 1
+            if isinstance(obj, types.ModuleType):
+                if obj.__name__ not in inventory:
+                    missing_inv.append(full)
+                if not (obj.__doc__ or "").strip():
+                    missing_doc.append(full)
+                continue
+            if full not in inventory:
+                missing_inv.append(full)
+            if not _own_doc(qual, name, obj):
+                if inspect.isclass(obj) or callable(obj):
+                    missing_doc.append(full)
+                else:
+                    undocumented_constants.append(full)
+    assert checked >= 20
+    assert not missing_inv, f"public names missing from the built docs: {missing_inv}"
+    assert not missing_doc, f"public names without a docstring: {missing_doc}"
+    if undocumented_constants:
+        import warnings
+
+        warnings.warn(
+            "constants without a `#:` doc comment (their value is shown, but say what they are): "
+            + ", ".join(undocumented_constants)
+        )
+
+
+def test_public_methods_have_docstrings_listed(site):
+    """Every public class's own methods appear on its page (documented or not)."""
+    html = (site["html"] / "api" / "generated" / "torchtopo.html").read_text(encoding="utf-8")
+    import torchtopo as tt
+
+    for meth in ["torchtopo.Regularizer.penalty", "torchtopo.Regularizer.losses",
+                 "torchtopo.Regularizer.remove", "torchtopo.Grid.neighbor_pairs",
+                 "torchtopo.TopoLinear.from_linear"]:
+        assert f'id="{meth}"' in html, meth
+    assert tt.Regularizer.penalty.__doc__
+
+
+# ------------------------------------------------------------------------------- content
+def test_quickstart_is_under_20_lines():
+    text = (DOCS / "quickstart.rst").read_text(encoding="utf-8")
+    blocks = re.findall(r"^\.\. (?:code-block:: bash|testcode::)\n\n((?:   .*\n|\n)+)", text, re.M)
+    install, code = blocks[0], blocks[1]
+    lines = [l for l in (install + code).splitlines() if l.strip()]
+    assert "pip install" in install and "tt.attach" in code and "reg.penalty()" in code
+    assert len(lines) < 20, len(lines)
+
+
+def test_guides_cite_existing_api_names():
+    """Every ``torchtopo...`` name a guide refers to with a role exists."""
+    bad = []
+    for rst in sorted((DOCS / "guides").glob("*.rst")) + [DOCS / "quickstart.rst", DOCS / "index.rst"]:
+        for target in re.findall(r":(?:func|class|meth|data|mod|attr):`(?:[^`<]*<)?~?(torchtopo[\w.]*)>?`", rst.read_text(encoding="utf-8")):
+            parts = target.split(".")
+            obj, ok = None, True
+            for k in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:k]))
+                except ModuleNotFoundError:
+                    continue
+                for attr in parts[k:]:
+                    if not hasattr(obj, attr):
+                        ok = False
+                        break
+                    obj = getattr(obj, attr)
+                break
+            if not ok or obj is None:
+                bad.append(f"{rst.name}: {target}")
+    assert not bad, f"guides refer to names that do not exist: {bad}"
+
+
+# -------------------------------------------------------------------- build-time helpers
+def test_sanitize_escapes_plain_text_markup_only():
+    lines = [
+        "iso-oriented (|δ| < ``tol``) and ``x``² and ``ok``, :math:`|x|`, ``a``/``b``",
+        "",
+        ".. math::",
+        "",
+        "   |x| + y",
+        ".. math:: \\frac{1}{|P|}",
+        "back |a| here",
+    ]
+    out = torchtopo_docs.sanitize(list(lines), "demo")
+    assert out[0] == "iso-oriented (\\|δ\\| < ``tol``) and ``x``\\ ² and ``ok``, :math:`|x|`, ``a``/``b``"
+    assert out[2:6] == lines[2:6]  # math untouched
+    assert out[6] == "back \\|a\\| here"
+
+
+def test_performance_page_from_benchmark_json(tmp_path):
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    (bench / "demo.py").write_text('"""Time the demo."""\n')
+    rows = [{"units": 121, "backend": "torch", "ms": 0.123456}, {"units": 16384, "backend": "naive", "ms": 45.6}]
+    (bench / "demo.json").write_text(json.dumps({"device": "cpu", "results": rows}))
+    text = torchtopo_docs.generate_performance(tmp_path, tmp_path / "out")
+    assert "benchmarks/demo.py" in text and "Time the demo." in text
+    assert "**device**: cpu" in text
+    for cell in ["units", "backend", "ms", "121", "16384", "naive", "0.123", "45.6"]:
+        assert f"- {cell}" in text, cell
+    empty = torchtopo_docs.generate_performance(tmp_path / "nothing", tmp_path / "out2")
+    assert "No benchmark results" in empty
