@@ -23,3 +23,22 @@ __all__ = [
 ]
 
 # --- HaH (issue 6): divisive_norm, hebbian_cost, ... are imported here ---
+from ._hah import (  # noqa: E402
+    divisive_norm,
+    fractional_threshold,
+    gdn,
+    hebbian_cost,
+    hebbian_k,
+    normalized_conv2d,
+    normalized_weight,
+)
+
+__all__ += [
+    "divisive_norm",
+    "fractional_threshold",
+    "gdn",
+    "hebbian_cost",
+    "hebbian_k",
+    "normalized_conv2d",
+    "normalized_weight",
+]
