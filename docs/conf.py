@@ -93,6 +93,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 torch.set_num_threads(1)
 torch.manual_seed(0)
+import textwrap
 import torchtopo as tt
 import importlib.util
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import json
 import re
@@ -43,6 +44,17 @@ GROUP_TITLES = {
     "torchtopo.lgn": "LGN pre-filter and lateral connections",
     "torchtopo.hah": "Hebbian/anti-Hebbian layers and terms",
     "torchtopo.v1": "V1 front-end",
+    "torchtopo.adversarial": "Attacks and robustness of the HaH study",
+    "torchtopo.analysis.topographic": "Topographic analyses (Truong & Hasson)",
+    "torchtopo.analysis.fits": "Filter fits: Laplacian of Gaussian and Gabor",
+    "torchtopo.analysis.lateral": "Lateral-kernel analyses",
+    "torchtopo.functional._topo": "Topographic losses",
+    "torchtopo.functional._hah": "Hebbian/anti-Hebbian functions",
+    "torchtopo.models.topographic": "Topographic CNNs (Truong & Hasson)",
+    "torchtopo.models.v1": "V1 front-end models (VOneNet)",
+    "torchtopo.models.hah": "HaH models (Cekic et al.)",
+    "torchtopo.models.lgn": "LGN-CNN (Bertoni et al.)",
+    "torchtopo.kernels": "Triton kernels",
 }
 
 PAGE_TITLES = {
@@ -142,6 +154,25 @@ def _kind(obj: Any) -> str:
     return "data"
 
 
+def _import_sources(module_name: str, attr: str) -> List[str]:
+    """``[module_name]`` plus the module that ``attr`` is imported from there, if any
+    (``from .x import attr``, followed one level)."""
+    mod = importlib.import_module(module_name)
+    out = [module_name]
+    try:
+        tree = ast.parse(inspect.getsource(mod))
+    except (OSError, TypeError, SyntaxError):
+        return out
+    pkg = module_name if hasattr(mod, "__path__") else module_name.rsplit(".", 1)[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(a.name == attr and a.asname in (None, attr) for a in node.names):
+            try:
+                out.append(importlib.util.resolve_name("." * node.level + (node.module or ""), pkg))
+            except (ImportError, ValueError):
+                pass
+    return out
+
+
 def attribute_doc(module_name: str, attr: str) -> str:
     """The ``#:`` comment or string literal documenting module attribute ``attr``.
 
@@ -149,19 +180,7 @@ def attribute_doc(module_name: str, attr: str) -> str:
     """
     from sphinx.pycode import ModuleAnalyzer
 
-    mod = importlib.import_module(module_name)
-    candidates = [module_name]
-    # follow `from .x import attr` re-exports one level down
-    try:
-        src = inspect.getsource(mod)
-        for node in ast.walk(ast.parse(src)):
-            if isinstance(node, ast.ImportFrom) and any(a.name == attr for a in node.names):
-                base = module_name if module_name.endswith(".__init__") else module_name
-                pkg = base if hasattr(mod, "__path__") else base.rsplit(".", 1)[0]
-                target = importlib.util.resolve_name("." * node.level + (node.module or ""), pkg)
-                candidates.append(target)
-    except (OSError, TypeError, SyntaxError, ImportError, ValueError):
-        pass
+    candidates = _import_sources(module_name, attr)
     for name in candidates:
         try:
             docs = ModuleAnalyzer.for_module(name).find_attr_docs()
@@ -181,12 +200,13 @@ def object_doc(module_name: str, name: str, obj: Any) -> str:
     return inspect.cleandoc(doc) if isinstance(doc, str) else ""
 
 
-def _group_of(qual: str, obj: Any) -> str:
+def _group_of(qual: str, name: str, obj: Any) -> str:
     kind = _kind(obj)
     if kind == "module":
         return "__submodules__"
     if kind == "data":
-        return "__data__"
+        src = _import_sources(qual, name)
+        return src[-1] if len(src) > 1 else qual
     mod = getattr(obj, "__module__", None) or qual
     # torchtopo.functional._topo -> torchtopo.functional._topo ; keep as is
     return mod
@@ -271,6 +291,11 @@ def sanitize(lines: List[str], what: str = "") -> List[str]:
     return lines
 
 
+def _drop_object_base(app, name, obj, options, bases) -> None:
+    """``Bases: object`` says nothing: leave it out."""
+    bases[:] = [b for b in bases if b is not object]
+
+
 def _process_docstring(app, what, name, obj, options, lines) -> None:
     if what in ("data", "attribute") and lines:
         # a constant without its own ``#:`` doc would show its *type's* docstring (dict(), int())
@@ -337,7 +362,8 @@ def api_page(qual: str, mod: types.ModuleType, documented: Dict[int, str]) -> st
         if not hasattr(mod, name):
             raise AttributeError(f"{qual}.__all__ lists {name!r} but the module has no such attribute")
         obj = getattr(mod, name)
-        g = _group_of(qual, obj)
+        g = _group_of(qual, name, obj)
+        g = g if g.startswith("__") else _group_title(g, qual)  # merge modules of one title
         if g not in groups:
             groups[g] = []
             order.append(g)
@@ -345,15 +371,15 @@ def api_page(qual: str, mod: types.ModuleType, documented: Dict[int, str]) -> st
     # constants and submodules last
     order = [g for g in order if not g.startswith("__")] + [g for g in order if g.startswith("__")]
 
-    table = [
-        ".. list-table::",
-        "   :class: api-summary",
-        "   :widths: 30 70",
-        "",
-    ]
+    def new_table() -> List[str]:
+        return [".. list-table::", "   :class: api-summary", "   :widths: 30 70", ""]
+
+    overview: List[str] = []
     body = []
     for g in order:
-        body.append(_heading(_group_title(g, qual), "-"))
+        title = _group_title(g, qual) if g.startswith("__") else g
+        body.append(_heading(title, "-"))
+        table = new_table()
         for name, obj in groups[g]:
             full = f"{qual}.{name}"
             kind = _kind(obj)
@@ -378,9 +404,11 @@ def api_page(qual: str, mod: types.ModuleType, documented: Dict[int, str]) -> st
                 documented[key] = full
             body.append(_data_entry(full, obj) if kind == "data" else _entry(kind, full))
             table += [f"   * - :{role}:`~{full}`", f"     - {summary or ' '}"]
+        if len(order) > 1:
+            overview.append(f".. rubric:: {title}\n")
+        overview.append("\n".join(table) + "\n")
     parts.append(f".. _torchtopo-api-{qual.replace('.', '-')}:\n")
-    if len(table) > 4:
-        parts.append("\n".join(table) + "\n")
+    parts.extend(overview)
     parts.extend(body)
     return "\n".join(parts)
 
@@ -434,9 +462,17 @@ def generate_examples() -> None:
         figs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
         report = fig_dir / "report.md"
         if figs:
+            meta = {}
+            if (fig_dir / "run.json").exists():
+                try:
+                    meta = json.loads((fig_dir / "run.json").read_text(encoding="utf-8"))
+                except ValueError:
+                    meta = {}
+            cmd = meta.get("command", f"python examples/{name}.py --quick")
             out.append(
-                f"Figures from a ``--quick`` run (``docs/scripts/example_figures.py``; "
-                f"small models on the offline MNIST sample, so the numbers are not the paper's):\n"
+                f"Figures from ``{cmd}`` (made by ``docs/scripts/example_figures.py``): small "
+                f"models trained briefly on offline data, so read them for what the report "
+                f"shows, not for the paper's numbers.\n"
             )
             for fig in figs:
                 caption = fig.stem.replace("_", " ")
@@ -569,5 +605,6 @@ def _generate(app) -> None:
 def setup(app):
     app.connect("builder-inited", _generate)
     app.connect("autodoc-process-docstring", _process_docstring, priority=900)
+    app.connect("autodoc-process-bases", _drop_object_base)
     app.connect("build-finished", _report_sanitized)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
