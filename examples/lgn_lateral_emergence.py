@@ -228,6 +228,11 @@ def analyse(model, a: argparse.Namespace) -> Dict:
         "cocircularity": float(field["cocircularity"]),
         "K_abs_mean": float(K.abs().mean()),
     }
+    for measure in ("positive", "abs"):  # the same curve with the excitatory part / |K|
+        sm = tt.analysis.lateral_selectivity(K, gab["orientation"], mask=mask, measure=measure,
+                                             n_permutations=a.permutations, seed=a.seed)
+        res["lateral"][f"r_{measure}"] = float(sm["r"])
+        res["lateral"][f"p_value_{measure}"] = float(sm["p_value"])
     res["_sel"], res["_field"], res["_mask"] = sel, field, mask
     return res
 
@@ -449,7 +454,9 @@ def write_report(a: argparse.Namespace, r: Dict) -> None:
         "",
         "| | trained K | K with shuffled entries |",
         "|---|---|---|",
-        f"| Pearson r(Δθ, Σ K) | {lat['r']:+.3f} (permutation p = {lat['p_value']:.3g}) | {r['shuffled_K']['r']:+.3f} |",
+        f"| Pearson r(Δθ, Σ K) | {lat['r']:+.3f} (one-sided permutation p for r < 0: {lat['p_value']:.3g}) | {r['shuffled_K']['r']:+.3f} |",
+        f"| Pearson r(Δθ, Σ max(K, 0)) (excitatory part) | {lat['r_positive']:+.3f} (p = {lat['p_value_positive']:.3g}) | |",
+        f"| Pearson r(Δθ, Σ abs(K)) | {lat['r_abs']:+.3f} (p = {lat['p_value_abs']:.3g}) | |",
         f"| mean Σ K at Δθ < 22.5° minus at Δθ > 67.5° | {lat['iso_minus_orth']:+.4f} | |",
         f"| co-axial index | {lat['coaxial_index']:+.3f} | {r['shuffled_K']['coaxial_index']:+.3f} |",
         f"| co-circularity | {lat['cocircularity']:+.3f} | {r['shuffled_K']['cocircularity']:+.3f} |",

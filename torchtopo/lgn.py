@@ -82,7 +82,6 @@ class LGNFilter(nn.Module):
         input (B, C, H, W) → output (B, C, H, W) (``"shared"``) or (B, 1, H, W) (``"luminance"``).
 
     Attributes:
-        filter: the (k, k) kernel (a view built from the parameters).
         out_channels: C or 1.
     """
 
@@ -181,7 +180,7 @@ class LateralConv2d(nn.Module):
     sizes are not given in the paper; ``"recurrent"`` is the documented faithful default, the
     other forms and all sizes are options.  Also a choice of this implementation: ``K`` starts at
     zero (``lateral_init="zeros"``) so that whatever structure it has after training was learned,
-    not seeded; ``lateral_init="normal"`` draws N(0, ``lateral_std``²) instead.
+    not seeded; ``lateral_init="normal"`` draws N(0, s²) entries, s = ``lateral_std``, instead.
 
     Args:
         in_channels: input channels.

@@ -10,7 +10,7 @@ Conventions: ``K`` is :attr:`torchtopo.LateralConv2d.lateral_weight`, shape (C, 
 i (``conv2d`` is a cross-correlation: ``(K ⋆ h)_i(p) = Σ_j Σ_u K[i, j, u] h_j(p + u − L//2)``).
 ``orientations`` are the filters' carrier directions θ from :func:`~torchtopo.analysis.fit_gabor`
 (radians, x right, y down); a filter's preferred edge runs along θ + π/2.  Orientation
-differences are axial: Δ = min(|θ_i − θ_j| mod π, π − |θ_i − θ_j| mod π) ∈ [0, π/2].
+differences are axial: :math:`\Delta = \min(d, \pi - d) \in [0, \pi/2]`, :math:`d = (\theta_i - \theta_j) \bmod \pi`.
 
 Figures import matplotlib inside the plotting functions only.
 """
@@ -202,7 +202,7 @@ def association_field(
     Two summary indices (both in [−1, 1], 0 for unstructured K):
 
     - ``coaxial_index`` = (S_axial − S_flank)/(S_axial + S_flank), S the excitatory strength of
-      iso-oriented sources (|δ| < ``iso_tolerance``) lying within 30° of the target's edge axis
+      iso-oriented sources (:math:`|\delta|` < ``iso_tolerance``) lying within 30° of the target's edge axis
       (co-axial, collinear) or more than 60° away from it (flanking, side by side) — the two
       sectors cover equal angles; positive = co-axial facilitation, the association-field shape.
     - ``cocircularity`` = Σ w cos(2(δ − 2α)) / Σ w, α the direction of (x_r, y_r): the co-circular
@@ -213,7 +213,7 @@ def association_field(
         orientations: (C,) θ in radians (carrier directions, as :func:`fit_gabor` returns).
         mask: (C,) bool, channels to use.
         exclude_self: drop i = j.
-        iso_tolerance: |δ| bound of "iso-oriented" in ``coaxial_index``.
+        iso_tolerance: bound on :math:`|\delta|` of "iso-oriented" in ``coaxial_index``.
 
     Returns:
         dict: ``strength`` (L', L') and ``orientation`` (L', L') radians on the rotated grid
