@@ -303,6 +303,30 @@ def test_torch_path_gradcheck(distance, monkeypatch):
     )
 
 
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_compile_mode_walks_match_the_chunked_path(distance, monkeypatch):
+    """TORCHTOPO_COMPILE=1 routes through the functional walks given to torch.compile; here they
+    run eagerly (compiling takes minutes on a small shared CPU) and must equal the chunked path."""
+    calls = []
+
+    def fake_compiled(name):
+        calls.append(name)
+        return {"sums": T._pair_sums_fused, "grad": T._pair_grad_fused}[name]
+
+    grid = tt.Grid(5, 5, radius=2, wrap=True)
+    assert not grid.aliased
+    leaf, X = make_view("conv", 5, 5, 3, 2, seed=7)
+    ref = T._neighbor_sum_torch(X, grid, distance)
+    (g_ref,) = torch.autograd.grad(ref, leaf)
+    monkeypatch.setattr(T, "_compiled", fake_compiled)
+    monkeypatch.setenv("TORCHTOPO_COMPILE", "1")
+    got = T._neighbor_sum_torch(X, grid, distance)
+    (g_got,) = torch.autograd.grad(got, leaf)
+    assert calls == ["sums", "grad"]
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
+
+
 def test_torch_path_saves_only_per_pair_state():
     """Backward state is X plus O(offsets × N) coefficients, never a copy of the pairs' vectors."""
     grid = tt.Grid(16, 16, radius=2)

@@ -204,6 +204,62 @@ def _chunk(X: Tensor, c, acc: torch.dtype, mean: Optional[Tensor]) -> Tensor:
     return x
 
 
+def _place(v: Tensor, rs: slice, cs: slice, H: int, W: int, vec: bool) -> Tensor:
+    """Zero-pad a block ``v`` computed on rows ``rs`` and columns ``cs`` back to the H×W grid."""
+    pad = (cs.start, W - cs.stop, rs.start, H - rs.stop)
+    return torch.nn.functional.pad(v, ((0, 0) + pad) if vec else pad)
+
+
+def _pair_sums_fused(X: Tensor, mean: Optional[Tensor], pieces, angular: bool, acc: torch.dtype):
+    """Functional form of the forward walk (for ``torch.compile``, which fuses each product with
+    its reduction, so nothing of the input's size is allocated): ``(‖x̃‖² or None, q)``."""
+    H, W = X.shape[1], X.shape[2]
+    x = X.to(acc)
+    if mean is not None:
+        x = x - mean[None, :, :, None]
+    nsq = (x * x).sum(dim=(0, 3)) if angular else None
+    qs = []
+    for pcs in pieces:
+        q = x.new_zeros((H, W))
+        for ra, ca, rb, cb in pcs:
+            a, b = x[:, ra, ca], x[:, rb, cb]
+            v = (a * b).sum(dim=(0, 3)) if angular else (a - b).square().sum(dim=(0, 3))
+            q = q + _place(v, ra, ca, H, W, False)
+        qs.append(q)
+    return nsq, torch.stack(qs)
+
+
+def _pair_grad_fused(X: Tensor, mean: Optional[Tensor], alpha: Tensor, beta: Tensor, pieces, acc: torch.dtype):
+    """Functional form of the backward walk (for ``torch.compile``: one fused pass)."""
+    H, W = X.shape[1], X.shape[2]
+    x = X.to(acc)
+    if mean is not None:
+        x = x - mean[None, :, :, None]
+    g = x * alpha
+    for o, pcs in enumerate(pieces):
+        for ra, ca, rb, cb in pcs:
+            bo = beta[o][:, ra, ca]
+            g = g + _place(bo * x[:, rb, cb], ra, ca, H, W, True)
+            g = g + _place(bo * x[:, ra, ca], rb, cb, H, W, True)
+    return g.to(X.dtype)
+
+
+_COMPILED: dict = {}
+
+
+def _use_compile() -> bool:
+    """``TORCHTOPO_COMPILE=1``: run the PyTorch path's two walks through ``torch.compile``
+    (fused loops, no chunk temporaries; the first call per shape compiles for a while)."""
+    return os.environ.get("TORCHTOPO_COMPILE", "0").lower() in ("1", "true", "yes")
+
+
+def _compiled(name: str):
+    if name not in _COMPILED:
+        fn = {"sums": _pair_sums_fused, "grad": _pair_grad_fused}[name]
+        _COMPILED[name] = torch.compile(fn, dynamic=False)
+    return _COMPILED[name]
+
+
 class _NeighborSumTorch(torch.autograd.Function):
     """Σ over neighbour pairs of d(v_i, v_j) with the same walk as the Triton kernels: per
     offset, the pair sums q (Σ(x−y)² or Σx̃·ỹ) accumulated chunk by chunk over the vector on
@@ -221,20 +277,24 @@ class _NeighborSumTorch(torch.autograd.Function):
         if distance == "correlation":
             mean = X.sum(dim=(0, 3), dtype=acc) / max(D, 1)  # (H, W)
         angular = distance in ("cosine", "correlation")
-        q = X.new_zeros((n_off, H, W), dtype=acc)
-        nsq = X.new_zeros((H, W), dtype=acc) if angular else None
-        for c in _vector_chunks(X):
-            x = _chunk(X, c, acc, mean)
-            if angular:
-                nsq += _vdot(x, x)
-            for o, pcs in enumerate(pieces):
-                for ra, ca, rb, cb in pcs:
-                    a, b = x[:, ra, ca], x[:, rb, cb]
-                    if angular:
-                        q[o, ra, ca] += _vdot(a, b)
-                    else:
-                        t = a - b
-                        q[o, ra, ca] += _vdot(t, t)
+        use_compile = _use_compile()
+        if use_compile:
+            nsq, q = _compiled("sums")(X, mean, pieces, angular, acc)
+        else:
+            q = X.new_zeros((n_off, H, W), dtype=acc)
+            nsq = X.new_zeros((H, W), dtype=acc) if angular else None
+            for c in _vector_chunks(X):
+                x = _chunk(X, c, acc, mean)
+                if angular:
+                    nsq += _vdot(x, x)
+                for o, pcs in enumerate(pieces):
+                    for ra, ca, rb, cb in pcs:
+                        a, b = x[:, ra, ca], x[:, rb, cb]
+                        if angular:
+                            q[o, ra, ca] += _vdot(a, b)
+                        else:
+                            t = a - b
+                            q[o, ra, ca] += _vdot(t, t)
         valid = torch.zeros((n_off, H, W), dtype=torch.bool, device=X.device)
         for o, pcs in enumerate(pieces):
             for ra, ca, _, _ in pcs:
@@ -270,7 +330,7 @@ class _NeighborSumTorch(torch.autograd.Function):
             torch.where(valid, a2, zero),
             torch.where(valid, beta, zero),
         )
-        ctx.pieces, ctx.has_mean = pieces, mean is not None
+        ctx.pieces, ctx.has_mean, ctx.use_compile = pieces, mean is not None, use_compile
         return total
 
     @staticmethod
@@ -286,6 +346,8 @@ class _NeighborSumTorch(torch.autograd.Function):
                 alpha[rb, cb] += a2[o, ra, ca]
         alpha = (alpha * grad)[None, :, :, None]
         beta = (beta * grad)[:, None, :, :, None]  # (n_off, 1, H, W, 1)
+        if ctx.use_compile:
+            return _compiled("grad")(X, mean, alpha, beta, ctx.pieces, acc), None, None
         out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
         for c in _vector_chunks(X):
             x = _chunk(X, c, acc, mean)
