@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zlib
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -751,8 +752,8 @@ def evaluate_corruptions(
     r"""Accuracy under each corruption and severity, and its change from clean accuracy.
 
     The images of ``data`` must be in [0, 1] (the model normalises).  Each (kind, severity)
-    uses its own generator seeded from ``seed``, so results are reproducible and every model
-    sees the same corrupted images.
+    uses its own generator seeded from ``seed``, the kind and the severity value, so results are
+    reproducible and every model sees the same corrupted images.
 
     Args:
         model: the classifier.
@@ -785,7 +786,7 @@ def evaluate_corruptions(
             sevs = [0.01, 0.05, 0.1, 0.15, 0.2] if kind in NOISE_CORRUPTIONS else [1, 2, 3, 4, 5]
         accs = []
         for si, sev in enumerate(sevs):
-            g = torch.Generator().manual_seed(seed * 1_000_003 + ki * 1009 + si)
+            g = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(f"{kind}:{float(sev)!r}".encode())) % (2**63))
             accs.append(
                 evaluate_accuracy(
                     model,
