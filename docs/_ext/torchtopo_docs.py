@@ -514,26 +514,51 @@ def _cell(v: Any) -> str:
     return s if s.strip() else " "
 
 
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _flat(d: Any) -> bool:
+    return isinstance(d, dict) and all(
+        _scalar(v) or (isinstance(v, list) and all(_scalar(x) for x in v)) for v in d.values()
+    )
+
+
 def _rows_in(data: Any) -> List[Tuple[str, List[dict]]]:
-    """Find the tables (lists of flat dicts) inside a benchmark's JSON."""
+    """Find the tables inside a benchmark's JSON: lists of dicts, and dicts whose values are
+    all flat dicts (``{case: {metric: value}}``, one row per case)."""
     found = []
 
     def walk(node: Any, path: str) -> None:
         if isinstance(node, list) and node and all(isinstance(r, dict) for r in node):
-            found.append((path, node))
+            found.append((path, [{k: v for k, v in r.items() if not isinstance(v, dict)} for r in node]))
+            return
+        if isinstance(node, dict) and len(node) >= 2 and all(_flat(v) and v for v in node.values()):
+            found.append((path, [{"case": k, **v} for k, v in node.items()]))
             return
         if isinstance(node, dict):
             for k, v in node.items():
-                walk(v, f"{path}.{k}" if path else str(k))
+                if isinstance(v, (dict, list)):
+                    walk(v, f"{path}.{k}" if path else str(k))
 
     walk(data, "")
     return found
 
 
 def _meta_in(data: Any) -> List[Tuple[str, Any]]:
+    """Top-level scalars, short lists of scalars and small flat dicts (a bullet list)."""
     if not isinstance(data, dict):
         return []
-    return [(k, v) for k, v in data.items() if not isinstance(v, (list, dict))]
+    out = []
+    for k, v in data.items():
+        if _scalar(v):
+            if v is not None:
+                out.append((k, v))
+        elif isinstance(v, list) and all(_scalar(x) for x in v) and len(v) <= 12:
+            out.append((k, ", ".join(str(x) for x in v)))
+        elif _flat(v) and v and len(v) <= 12 and all(_scalar(x) for x in v.values()):
+            out.append((k, ", ".join(f"{a}={_cell(b)}" for a, b in v.items())))
+    return out
 
 
 def _table(rows: List[dict], limit: int = 200) -> str:
@@ -555,7 +580,15 @@ def _table(rows: List[dict], limit: int = 200) -> str:
 def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
     """Write ``performance.inc.rst`` (tables from ``root/benchmarks/*.json``); return its text."""
     bdir = root / "benchmarks"
-    files = sorted(bdir.glob("*.json")) + sorted(bdir.glob("results/*.json")) if bdir.is_dir() else []
+    # committed results (benchmarks/, benchmarks/results/, docs/_static/benchmarks/) and local
+    # runs (runs/benchmarks/, the scripts' default --out); per benchmark, the newest file wins
+    newest: Dict[str, Path] = {}
+    for pattern in ("benchmarks/*.json", "benchmarks/results/*.json",
+                    "docs/_static/benchmarks/*.json", "runs/benchmarks/*.json"):
+        for f in root.glob(pattern):
+            if f.stem not in newest or f.stat().st_mtime > newest[f.stem].stat().st_mtime:
+                newest[f.stem] = f
+    files = [newest[k] for k in sorted(newest)]
     scripts = sorted(p for p in bdir.glob("*.py") if not p.name.startswith("_")) if bdir.is_dir() else []
     out = []
     if scripts:
@@ -569,7 +602,8 @@ def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
         out.append(
             ".. note::\n\n   No benchmark results are committed yet.  Run the scripts above, e.g.\n"
             "   ``python benchmarks/neighbor_penalty.py``; each prints its table and writes a JSON\n"
-            "   file into ``benchmarks/``, which this page turns into tables at the next build.\n"
+            "   file (by default into ``runs/benchmarks/``), which this page turns into tables at\n"
+            "   the next build.  Commit results into ``docs/_static/benchmarks/`` to publish them.\n"
         )
     for f in files:
         rel = f.relative_to(root)
