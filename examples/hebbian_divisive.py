@@ -74,9 +74,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if a.dataset != "mnist_sample" and a.data_root is None:
         p.error(f"--dataset {a.dataset} needs --data-root DIR (torchtopo never downloads data)")
     if a.tiny:
-        epochs, n_attack, steps = 1, 32, 2
-        a.n_train = a.n_train or 256
-        a.n_test = a.n_test or 64
+        epochs, n_attack, steps = 1, 16, 2
+        a.n_train = a.n_train or 128
+        a.n_test = a.n_test or 48
     elif a.quick:
         epochs, n_attack, steps = (10 if cifar else 2), 100, 5
         if not cifar:
@@ -93,7 +93,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         a.linf = [2 / 255]
         a.l2 = [0.25]
     else:
-        a.noise = [0.1, 0.3, 0.5]
+        a.noise = [0.1, 0.3, 0.5] if not a.tiny else [0.1]
         a.linf = [2 / 255, 0.1] if not a.tiny else [0.1]
         a.l2 = [0.25, 1.0] if not a.tiny else [1.0]
     return a
@@ -240,7 +240,7 @@ def histograms(models: Dict[str, nn.Module], args, xte, out: str) -> Optional[st
         for kind, m in models.items():
             name = probe_layers(m, 2)[j]
             a = adv.collect_activations(m, xte[:200], [name])[name]
-            # divide by each map's mean active value, so the two models' scales compare
+            # divide by the mean non-zero value, so the two models' scales compare
             a = a.flatten()
             nz = a[a > 0]
             frac0 = 1 - nz.numel() / max(1, a.numel())

@@ -434,3 +434,19 @@ def test_hah_model_under_bf16_autocast_and_to():
     (out.float().logsumexp(1).mean() + p).backward()
     assert all(torch.isfinite(q.grad).all() for q in m.parameters() if q.grad is not None)
     reg.remove()
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    B=st.integers(1, 3), C=st.integers(2, 24), H=st.integers(1, 4), W=st.integers(1, 4),
+    k_ratio=st.floats(0.01, 0.99), demote=st.floats(0.0, 2.0),
+)
+def test_hebbian_cost_hypothesis_vs_oracle(B, C, H, W, k_ratio, demote):
+    if math.ceil(k_ratio * C - 1e-9) >= C:
+        with pytest.raises(ValueError, match="no remaining channels"):
+            TF.hebbian_cost(torch.randn(B, C, H, W), k_ratio=k_ratio)
+        return
+    g = torch.Generator().manual_seed(B + 7 * C + 31 * H + 97 * W)
+    z = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
+    got = float(TF.hebbian_cost(z, k_ratio=k_ratio, demote=demote))
+    assert math.isclose(got, hebbian_oracle(z, k_ratio, demote), rel_tol=1e-9, abs_tol=1e-12)
