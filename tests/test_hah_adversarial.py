@@ -140,3 +140,19 @@ def test_example_tiny_run(tmp_path):
     assert first["frac_zero"] >= 0.8 - 1e-6
     assert payload["results"]["hah"]["clean"] == res["hah"]["clean"]
     assert "paper" in (out / "report.md").read_text()
+
+
+def test_example_cifar_config_is_the_papers(tmp_path):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "hebbian_divisive.py")
+    spec = importlib.util.spec_from_file_location("hebbian_divisive_cfg", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    a = mod.parse_args(["--dataset", "cifar10", "--data-root", str(tmp_path)])
+    assert (a.epochs, a.batch_size, a.lr) == (100, 128, 1e-3)
+    assert a.linf == [2 / 255] and a.l2 == [0.25] and a.noise == [0.1]
+    m = mod.make_model("hah", a)
+    assert len(tt.hah_layer_names(m)) == 6
+    with pytest.raises(SystemExit):
+        mod.parse_args(["--dataset", "cifar10"])  # no --data-root: refuses (never downloads)
