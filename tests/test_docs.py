@@ -209,12 +209,18 @@ def test_sanitize_escapes_plain_text_markup_only():
         "",
         "   |x| + y",
         ".. math:: \\frac{1}{|P|}",
-        "back |a| here",
+        "back |a| here, power 1/f^``alpha``",
+        "a literal ``(front, 1x1 conv",
+        "front.out)`` and ``bn1`` and :math:`|x| +",
+        "y|` then |b|",
     ]
     out = torchtopo_docs.sanitize(list(lines), "demo")
     assert out[0] == "iso-oriented (\\|δ\\| < ``tol``) and ``x``\\ ² and ``ok``, :math:`|x|`, ``a``/``b``"
     assert out[2:6] == lines[2:6]  # math untouched
-    assert out[6] == "back \\|a\\| here"
+    assert out[6] == "back \\|a\\| here, power 1/f^\\ ``alpha``"
+    assert out[7:9] == lines[7:9]  # literals and roles spanning lines untouched
+    assert out[9] == "y|` then \\|b\\|"
+    assert "demo" in torchtopo_docs.SANITIZED
 
 
 def test_performance_page_from_benchmark_json(tmp_path):

@@ -239,8 +239,14 @@ def _group_title(group: str, page: str) -> str:
 #: Docstrings that needed :func:`sanitize` (reported at the end of the build, for their authors).
 SANITIZED: Dict[str, List[str]] = {}
 
-_LITERAL_OR_ROLE = re.compile(r"(:[\w:.+-]+:)?(``.+?``|`[^`]+`_{0,2})")
 _SUBST = re.compile(r"(?<![\\\w|])\|(?=[^\s|])([^|\n]{0,40}?[^\s|\\])\|(?![\w|])")
+def _START_OK(ch: str) -> bool:
+    """May ``ch`` precede an inline markup start-string (docutils' rule)?"""
+    import unicodedata
+
+    return ch.isspace() or ch in "-:/'\"<([{\\" or unicodedata.category(ch) in ("Pd", "Ps", "Pi", "Pf", "Po")
+
+
 _END_OK = re.compile(r"[\s\-.,:;!?\\/'\")\]}>\u2010-\u2027\u00bb\u2019\u201d]")  # may follow an inline literal
 
 
@@ -256,6 +262,7 @@ def sanitize(lines: List[str], what: str = "") -> List[str]:
     Each fixed docstring is recorded in :data:`SANITIZED` so that the build can list them.
     """
     block_indent: Optional[int] = None
+    open_tok: Optional[str] = None  # an inline literal or role left open on the previous line
     for n, line in enumerate(lines):
         stripped = line.lstrip()
         indent = len(line) - len(stripped)
@@ -265,30 +272,77 @@ def sanitize(lines: List[str], what: str = "") -> List[str]:
             else:
                 continue
         if not stripped:
+            open_tok = None  # inline markup never spans paragraphs
             continue
-        if stripped.startswith((">>>", "+-", "+=", "| ")) or stripped == "|":
-            continue  # doctest lines, grid tables, line blocks
-        if stripped.startswith(".. "):  # a directive line (e.g. a one-line ``.. math::``)
-            if stripped.endswith("::") or "::" in stripped:
-                block_indent = indent
-            continue
+        if open_tok is None:
+            if stripped.startswith((">>>", "+-", "+=", "| ")) or stripped == "|":
+                continue  # doctest lines, grid tables, line blocks
+            if stripped.startswith(".. "):  # a directive line (e.g. a one-line ``.. math::``)
+                if "::" in stripped:
+                    block_indent = indent
+                continue
+        segments, open_tok = _segments(line, open_tok)
         new = []
-        pos = 0
-        for m in _LITERAL_OR_ROLE.finditer(line):
-            new.append(_SUBST.sub(r"\\|\1\\|", line[pos:m.start()]))
-            new.append(m.group(0))
-            nxt = line[m.end():m.end() + 1]
-            if m.group(2).startswith("``") and nxt and not _END_OK.match(nxt):
-                new.append("\\ ")
-            pos = m.end()
-        new.append(_SUBST.sub(r"\\|\1\\|", line[pos:]))
+        for k, (kind, a, b) in enumerate(segments):
+            text = line[a:b]
+            if kind == "text":
+                new.append(_SUBST.sub(r"\\|\1\\|", text))
+                continue
+            if kind == "lit":
+                prev = line[a - 1:a]
+                if prev and not _START_OK(prev):
+                    new.append("\\ ")
+                new.append(text)
+                nxt = line[b:b + 1]
+                if nxt and not _END_OK.match(nxt):
+                    new.append("\\ ")
+                continue
+            new.append(text)
         fixed = "".join(new)
         if fixed != line:
             SANITIZED.setdefault(what or "?", []).append(line.strip())
             lines[n] = fixed
-        if stripped.endswith("::"):
+        if open_tok is None and stripped.endswith("::"):
             block_indent = indent
     return lines
+
+
+_OPEN = re.compile(r"(:[\w:.+-]+:)?(``|`)")
+
+
+def _segments(line: str, open_tok: Optional[str]) -> Tuple[List[Tuple[str, int, int]], Optional[str]]:
+    """Split ``line`` into ``(kind, start, end)`` spans: "text", "lit" (an inline literal),
+    "role" (interpreted text: roles, math, references) and "cont" (markup continued from or to
+    another line, left alone); return them and the markup left open at the end of the line."""
+    out: List[Tuple[str, int, int]] = []
+    i = 0
+    if open_tok is not None:
+        j = line.find(open_tok)
+        if j < 0:
+            return [("cont", 0, len(line))], open_tok
+        i = j + len(open_tok)
+        while open_tok == "`" and i < len(line) and line[i] == "_":
+            i += 1
+        out.append(("cont", 0, i))
+        open_tok = None
+    while i < len(line):
+        m = _OPEN.search(line, i)
+        if m is None:
+            out.append(("text", i, len(line)))
+            break
+        out.append(("text", i, m.start()))
+        delim = m.group(2)
+        j = line.find(delim, m.end() + 1)
+        if j < 0:
+            out.append(("cont", m.start(), len(line)))
+            open_tok = delim
+            break
+        end = j + len(delim)
+        while delim == "`" and end < len(line) and line[end] == "_":
+            end += 1
+        out.append(("lit" if delim == "``" and not m.group(1) else "role", m.start(), end))
+        i = end
+    return out, open_tok
 
 
 def _drop_object_base(app, name, obj, options, bases) -> None:
