@@ -450,3 +450,9 @@ def test_hebbian_cost_hypothesis_vs_oracle(B, C, H, W, k_ratio, demote):
     z = torch.randn(B, C, H, W, generator=g, dtype=torch.float64)
     got = float(TF.hebbian_cost(z, k_ratio=k_ratio, demote=demote))
     assert math.isclose(got, hebbian_oracle(z, k_ratio, demote), rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_normalized_conv_unbatched_like_conv2d():
+    conv = tt.NormalizedConv2d(2, 3, 3, padding=1)
+    x = torch.randn(2, 5, 5)
+    torch.testing.assert_close(conv(x), conv(x.unsqueeze(0))[0])

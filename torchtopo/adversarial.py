@@ -123,6 +123,12 @@ def pgd(
 
     Returns:
         ``x_adv`` detached, with :math:`\lVert x_{adv} - x\rVert \le \epsilon` per image.
+
+    Note:
+        The attack runs forward passes with gradients enabled, so the hooks of a
+        :func:`torchtopo.attach` regularizer on ``model`` capture them: for adversarial
+        training, call :meth:`~torchtopo.Regularizer.penalty` after the forward pass on
+        ``x_adv`` (or ``reg.clear()`` first).
     """
     fn = "pgd"
     _check_xy(fn, x, y)

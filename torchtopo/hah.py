@@ -111,6 +111,8 @@ class NormalizedConv2d(nn.Conv2d):
         return super()._conv_forward(input, HF.normalized_weight(weight, self.eps), bias)
 
     def forward(self, input: Tensor) -> Tensor:
+        if isinstance(input, Tensor) and input.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d
+            return super().forward(input.unsqueeze(0)).squeeze(0)
         HF._check_4d("NormalizedConv2d", input, "input")
         HF._check_channels("NormalizedConv2d", input, self.in_channels, name="input")
         return super().forward(input)
