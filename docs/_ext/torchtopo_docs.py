@@ -493,57 +493,96 @@ def _script_doc(path: Path) -> str:
         return ""
 
 
+#: Where the per-example pages are generated (git-ignored).
+EX_OUT = DOCS / "examples"
+
+#: Page order of the examples (the guides' order); others follow alphabetically.
+EXAMPLE_ORDER = ["topographic_mnist", "v1_front_robustness", "hebbian_divisive", "lgn_lateral_emergence"]
+
+#: Examples whose committed report is shown as a link only (if its Markdown does not render).
+REPORT_AS_LINK: set = set()
+
+
+def _example_page(path: Path) -> str:
+    name = path.stem
+    doc = _script_doc(path)
+    first = doc.split("\n\n")[0].replace("\n", " ").strip() if doc else ""
+    out = [f"# `{name}.py`\n"]
+    if first:
+        out.append(first + "\n")
+    if doc:
+        out.append("```{code-block} text\n:class: wrap\n\n" + doc + "\n```\n")
+    out.append(
+        "## Run it\n\n"
+        "```bash\n"
+        f"python examples/{name}.py --quick --out runs/{name}    # minutes on a CPU\n"
+        f"python examples/{name}.py --help                           # every option\n"
+        "```\n\n"
+        f"It writes `report.md`, `results.json` and PNG figures into `--out` (default "
+        f"`runs/{name}`).\n"
+    )
+    fig_dir = DOCS / "_static" / "examples" / name
+    figs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+    report = fig_dir / "report.md"
+    meta = {}
+    if (fig_dir / "run.json").exists():
+        try:
+            meta = json.loads((fig_dir / "run.json").read_text(encoding="utf-8"))
+        except ValueError:
+            meta = {}
+    cmd = meta.get("command", f"python examples/{name}.py --quick")
+    if not figs and not report.exists():
+        out.append(
+            "## A quick run\n\n*No results are committed for this example yet:* run "
+            "`python docs/scripts/example_figures.py " + name + "` to produce them.\n"
+        )
+        return "\n".join(out)
+    out.append(
+        "## A quick run\n\n"
+        f"What `{cmd}` wrote (copied by `docs/scripts/example_figures.py`): small models trained "
+        "briefly on the offline data, so read it for what the report shows and how, not for "
+        "the paper's numbers.\n"
+    )
+    referenced = set()
+    if report.exists():
+        text = report.read_text(encoding="utf-8")
+        referenced = {f.name for f in figs if f.name in text}
+        if name in REPORT_AS_LINK:
+            out.append(f"[report.md](../_static/examples/{name}/report.md)\n")
+        else:
+            out.append(
+                f"```{{include}} ../_static/examples/{name}/report.md\n"
+                ":relative-images:\n:heading-offset: 2\n```\n"
+            )
+    rest = [f for f in figs if f.name not in referenced]
+    if rest:
+        out.append("### Figures\n" if report.exists() else "")
+        for f in rest:
+            caption = f.stem.replace("__", " / ").replace("_", " ")
+            out.append(
+                f"```{{figure}} ../_static/examples/{name}/{f.name}\n:width: 90%\n:alt: {caption}\n\n{caption}\n```\n"
+            )
+    return "\n".join(out)
+
+
 def generate_examples() -> None:
     ex_dir = ROOT / "examples"
     scripts = sorted(p for p in ex_dir.glob("*.py") if not p.name.startswith("_")) if ex_dir.is_dir() else []
+    scripts.sort(key=lambda p: (EXAMPLE_ORDER.index(p.stem) if p.stem in EXAMPLE_ORDER else len(EXAMPLE_ORDER), p.stem))
     out = []
     if not scripts:
         out.append("No example scripts were found in ``examples/``.\n")
+    rows = [".. list-table::", "   :class: api-summary", "   :widths: 30 70", ""]
     for path in scripts:
-        name = path.stem
-        out.append(f".. _example-{name.replace('_', '-')}:\n")
-        out.append(_heading(f"{name}.py", "-"))
-        doc = _script_doc(path)
-        if doc:
-            out.append(".. code-block:: text\n\n" + textwrap.indent(doc, "   ") + "\n")
-        out.append(
-            "Run it (a few minutes on a laptop CPU with ``--quick``):\n\n"
-            ".. code-block:: bash\n\n"
-            f"   python examples/{name}.py --quick --out runs/{name}\n\n"
-            f"It writes ``report.md``, ``results.json`` and PNG figures into ``runs/{name}``.\n"
-        )
-        fig_dir = DOCS / "_static" / "examples" / name
-        figs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
-        report = fig_dir / "report.md"
-        if figs:
-            meta = {}
-            if (fig_dir / "run.json").exists():
-                try:
-                    meta = json.loads((fig_dir / "run.json").read_text(encoding="utf-8"))
-                except ValueError:
-                    meta = {}
-            cmd = meta.get("command", f"python examples/{name}.py --quick")
-            out.append(
-                f"Figures from ``{cmd}`` (made by ``docs/scripts/example_figures.py``): small "
-                f"models trained briefly on offline data, so read them for what the report "
-                f"shows, not for the paper's numbers.\n"
-            )
-            for fig in figs:
-                caption = fig.stem.replace("_", " ")
-                out.append(
-                    f".. figure:: /_static/examples/{name}/{fig.name}\n"
-                    f"   :width: 90%\n   :alt: {caption}\n\n   {caption}\n"
-                )
-        else:
-            out.append(
-                "*No figures are committed for this example yet:* run "
-                "``python docs/scripts/example_figures.py`` to produce them.\n"
-            )
-        if report.exists():
-            out.append(
-                f"The run's :download:`report.md </_static/examples/{name}/report.md>` "
-                f"(as the script writes it).\n"
-            )
+        _write_if_changed(EX_OUT / f"{path.stem}.md", _example_page(path))
+        first = _first_sentence(_script_doc(path)) or " "
+        rows += [f"   * - :doc:`/examples/{path.stem}`", f"     - {first}"]
+    for stale in EX_OUT.glob("*.md") if EX_OUT.is_dir() else []:
+        if not (ex_dir / f"{stale.stem}.py").exists():
+            stale.unlink()
+    if scripts:
+        out.append("\n".join(rows) + "\n")
+        out.append(".. toctree::\n   :hidden:\n\n" + "".join(f"   /examples/{p.stem}\n" for p in scripts))
     _write_if_changed(GEN_OUT / "examples.inc.rst", "\n".join(out))
 
 
