@@ -31,6 +31,12 @@ is not installed (``pip install scikit-image``); ``--dataset cifar10`` reads tor
 CIFAR-10 under ``--data-root`` (no download), ℓ0 shared across the three channels and the ℓ1
 fits on each filter's achromatic part (the sum over its input channels).
 
+Training choices.  Adam (lr 2e-3, cosine decay), batch 32.  The random initial ℓ0 and ℓ1 filters
+are scaled by ``--init-scale`` 0.2 (still random, no shape imposed): in a short CPU run the
+learned structure otherwise stays buried under the initial noise (pilot, 400 steps on the natural
+patches: share of ℓ1 filters with Gabor R² > 0.8 went from 0 % at scale 1 to 19 % at scale 0.2,
+the LoG fit R² of ℓ0 from 0.07 to 0.42).
+
 Writes ``report.md``, ``results.json`` and PNG figures into ``--out``.
 """
 from __future__ import annotations
@@ -79,7 +85,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--update", default="recurrent", choices=["recurrent", "euler", "diffusion"])
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 on all weights (coupled, as in torch.optim)")
-    p.add_argument("--init-scale", type=float, default=1.0,
+    p.add_argument("--init-scale", type=float, default=0.2,
                    help="multiply the random initial ℓ0 and ℓ1 filters by this (no structure is imposed)")
     p.add_argument("--r2-threshold", type=float, default=0.8)
     p.add_argument("--permutations", type=int, default=2000)
@@ -87,7 +93,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--no-plots", action="store_true")
     a = p.parse_args(argv)
     if a.steps is None:
-        a.steps = 6 if a.tiny else (120 if a.quick else 700)
+        a.steps = 6 if a.tiny else (150 if a.quick else 1500)
     if a.tiny:
         a.batch_size = min(a.batch_size, 8)
         a.permutations = min(a.permutations, 20)
@@ -249,6 +255,10 @@ def evaluate(model, data, n: int = 2000, batch: int = 250) -> float:
 
 
 # ------------------------------------------------------------------------------ figures
+def _np(t: torch.Tensor):
+    return t.detach().cpu().numpy()
+
+
 def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]) -> List[str]:
     import matplotlib
 
@@ -261,17 +271,17 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     log = after["_log"]
     fig, ax = plt.subplots(1, 3, figsize=(9, 3))
     v = float(ell0.abs().max())
-    ax[0].imshow(ell0, cmap="RdBu_r", vmin=-v, vmax=v)
+    ax[0].imshow(_np(ell0), cmap="RdBu_r", vmin=-v, vmax=v)
     ax[0].set_title("ℓ0 learned")
-    ax[1].imshow(log["fitted"], cmap="RdBu_r", vmin=-v, vmax=v)
+    ax[1].imshow(_np(log["fitted"]), cmap="RdBu_r", vmin=-v, vmax=v)
     ax[1].set_title(f"LoG fit σ={float(log['sigma']):.2f}, R²={float(log['r2']):.2f}")
     k = ell0.shape[0]
     c = (k - 1) / 2
     yy, xx = torch.meshgrid(torch.arange(k) - c, torch.arange(k) - c, indexing="ij")
     r = torch.sqrt(xx**2 + yy**2).flatten()
-    ax[2].scatter(r, ell0.flatten(), s=10, label="ℓ0 pixels")
+    ax[2].scatter(_np(r), _np(ell0.flatten()), s=10, label="ℓ0 pixels")
     o = torch.argsort(r)
-    ax[2].plot(r[o], log["fitted"].flatten()[o], color="k", lw=1, label="LoG fit")
+    ax[2].plot(_np(r[o]), _np(log["fitted"].flatten()[o]), color="k", lw=1, label="LoG fit")
     ax[2].set_xlabel("distance from centre (px)")
     ax[2].set_title(f"radial symmetry {float(log['radial_symmetry']):.2f}")
     ax[2].legend(fontsize=7)
@@ -293,9 +303,9 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     for t, i in enumerate(order.tolist()):
         rr, cc = 2 * (t // cols), t % cols
         v = float(filt[i].abs().max()) + 1e-12
-        axes[rr, cc].imshow(filt[i], cmap="RdBu_r", vmin=-v, vmax=v)
+        axes[rr, cc].imshow(_np(filt[i]), cmap="RdBu_r", vmin=-v, vmax=v)
         axes[rr, cc].set_title(f"{i}: R²={float(gab['r2'][i]):.2f}", fontsize=6)
-        axes[rr + 1, cc].imshow(gab["fitted"][i], cmap="RdBu_r", vmin=-v, vmax=v)
+        axes[rr + 1, cc].imshow(_np(gab["fitted"][i]), cmap="RdBu_r", vmin=-v, vmax=v)
     for a_ in axes.flat:
         a_.set_xticks([])
         a_.set_yticks([])

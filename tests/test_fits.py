@@ -208,3 +208,12 @@ def test_fit_bad_input(fn):
 def test_exported():
     for n in ("fit_log", "fit_gabor", "radial_symmetry", "lateral_selectivity", "association_field"):
         assert n in tt.analysis.__all__ and callable(getattr(tt.analysis, n))
+
+
+@pytest.mark.parametrize("fn", [fit_log, fit_gabor])
+def test_fit_dead_and_constant_filters_are_finite_and_not_fits(fn):
+    k = torch.stack([torch.zeros(7, 7), torch.full((7, 7), 0.3), log_kernel(7, 1.2)])
+    r = fn(k)
+    for name, v in r.items():
+        assert torch.isfinite(v).all(), name
+    assert float(r["r2"][0]) == 0.0 and float(r["r2"][1]) == 0.0

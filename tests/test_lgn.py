@@ -296,3 +296,17 @@ def test_lgn_cnn_normalize_and_rgb():
                           lgn_mode="luminance")
     assert m.lgn.out_channels == 1 and m.v1.in_channels == 1
     assert m(torch.rand(2, 3, 16, 16)).shape == (2, 5)
+
+
+def test_autocast_bf16_and_to():
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(tt.LGNFilter(1, 5), tt.LateralConv2d(1, 4, 3, lateral_kernel_size=3, steps=2,
+                                                                  lateral_init="normal"))
+    x = torch.randn(2, 1, 8, 8)
+    ref = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+    assert y.dtype == torch.bfloat16 and torch.isfinite(y.float()).all()
+    torch.testing.assert_close(y.float(), ref, atol=0.1, rtol=0.05)
+    m64 = m.to(torch.float64)
+    assert m64(x.double()).dtype == torch.float64

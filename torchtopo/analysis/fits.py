@@ -97,8 +97,10 @@ def _levenberg_marquardt(
 
 
 def _r2(data: Tensor, cost: Tensor) -> Tensor:
+    """1 − SS_res / SS_tot; 0 for a constant filter (nothing to explain: never counted as a fit)."""
     ss_tot = ((data - data.mean(-1, keepdim=True)) ** 2).sum(-1)
-    return 1.0 - cost / ss_tot.clamp_min(torch.finfo(data.dtype).tiny)
+    ok = ss_tot > 0
+    return torch.where(ok, 1.0 - cost / torch.where(ok, ss_tot, torch.ones_like(ss_tot)), torch.zeros_like(ss_tot))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -191,7 +193,8 @@ def fit_log(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[st
         dict of tensors with the leading shape ``...``:
         ``sigma`` (pixels), ``amplitude`` (A, the centre value; its sign says ON/OFF centre),
         ``center`` (..., 2) as ``(x0, y0)``, ``offset`` (c), ``residual`` (relative RMS error
-        ``‖k − L‖ / ‖k‖``), ``r2`` (1 − SS_res/SS_tot), ``radial_symmetry`` (see
+        ``‖k − L‖ / ‖k‖``; 0 for an all-zero filter), ``r2`` (1 − SS_res/SS_tot; 0 for a constant
+        filter), ``radial_symmetry`` (see
         :func:`radial_symmetry`), and ``fitted`` (..., H, W), the fitted kernels.
     """
     filters = _check_filters(filters, "fit_log")
@@ -367,7 +370,7 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[
         direction; the preferred edge is θ + π/2), ``frequency`` (f, cycles/pixel), ``sigma_x``,
         ``sigma_y`` (pixels), ``phase`` (φ), ``amplitude`` (A), ``center`` (..., 2) as
         ``(x0, y0)``, ``offset`` (c), ``r2`` (1 − SS_res / SS_tot, SS_tot about the filter's
-        mean), and ``fitted`` (..., H, W).
+        mean; 0 for a constant filter, e.g. a dead one), and ``fitted`` (..., H, W).
     """
     filters = _check_filters(filters, "fit_gabor")
     iters = _check_iters(iters, "fit_gabor")
