@@ -217,3 +217,15 @@ def test_fit_dead_and_constant_filters_are_finite_and_not_fits(fn):
     for name, v in r.items():
         assert torch.isfinite(v).all(), name
     assert float(r["r2"][0]) == 0.0 and float(r["r2"][1]) == 0.0
+
+
+def test_fit_gabor_chunks_match_one_batch():
+    params = _random_gabor_params(7, seed=9)
+    k = torch.stack([_gabor_loop(9, p["th"], p["f"], 1.6, 2.0, p["ph"]) for p in params]).reshape(7, 1, 9, 9)
+    one = fit_gabor(k, iters=20)
+    chunked = fit_gabor(k, iters=20, chunk_size=3)
+    for name in one:
+        assert chunked[name].shape == one[name].shape, name
+        torch.testing.assert_close(chunked[name], one[name], atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="chunk_size.*0"):
+        fit_gabor(k, chunk_size=0)

@@ -336,7 +336,7 @@ def _gabor_init(data: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor, Tensor, T
     return freq, theta, x0, y0, sx, sy, e
 
 
-def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[str, Tensor]:
+def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60, chunk_size: int = 1024) -> Dict[str, Tensor]:
     r"""Fit a Gabor function to each of many filters at once (the ℓ1 analysis of Bertoni et al.).
 
     Model (see :func:`gabor_kernel`):
@@ -364,6 +364,8 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[
             fit every channel, or reduce first (e.g. the channel of largest energy).
         offset: fit a constant c.
         iters: Levenberg–Marquardt iterations.
+        chunk_size: filters solved together; memory grows as chunk_size × H·W × 36 float64
+            (4 starts × 9 parameters): larger sets are fitted chunk by chunk.
 
     Returns:
         dict of tensors with the leading shape ``...``: ``orientation`` (θ, radians, carrier
@@ -374,8 +376,16 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[
     """
     filters = _check_filters(filters, "fit_gabor")
     iters = _check_iters(iters, "fit_gabor")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"fit_gabor: chunk_size must be an int >= 1, got {chunk_size!r}")
     h, w = filters.shape[-2:]
     lead = filters.shape[:-2]
+    flat = filters.reshape(-1, h, w)
+    if flat.shape[0] > chunk_size:
+        parts = [fit_gabor(flat[i : i + chunk_size], offset=offset, iters=iters, chunk_size=chunk_size)
+                 for i in range(0, flat.shape[0], chunk_size)]
+        return {k: torch.cat([q[k] for q in parts]).reshape(tuple(lead) + tuple(parts[0][k].shape[1:]))
+                for k in parts[0]}
     dev = filters.device
     data = filters.reshape(-1, h * w).to(torch.float64)
     n = data.shape[0]
