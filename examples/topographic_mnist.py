@@ -70,7 +70,17 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-resume", action="store_true", help="retrain even if a checkpoint exists")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="train and evaluate only every N-th model starting at K (run N such processes in "
+                        "parallel, then once without --shard to collect everything into the report)")
     a = p.parse_args(argv)
+    if a.shard is not None:
+        try:
+            k, n = (int(v) for v in a.shard.split("/"))
+            assert 0 <= k < n
+        except (ValueError, AssertionError):
+            p.error(f"--shard must be K/N with 0 <= K < N, got {a.shard!r}")
+        a.shard = (k, n)
     cifar = a.dataset == "cifar10"
     small = a.dataset == "mnist_sample"
     if a.full:
@@ -91,8 +101,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     a.common_corruptions = a.common_corruptions or a.full
     a.weight_repeats = a.weight_repeats if a.weight_repeats is not None else (1 if (a.quick or a.tiny) else 2)
     if a.tiny:
-        a.n_train = a.n_train or 640
-        a.n_test = a.n_test or 200
+        a.n_train = a.n_train or 320
+        a.n_test = a.n_test or 100
     a.ws_distance = a.ws_distance or ("cosine" if cifar else "correlation")
     if a.dataset != "mnist_sample" and a.data_root is None:
         p.error(f"--dataset {a.dataset} needs --data-root DIR (torchtopo never downloads data)")
@@ -227,7 +237,7 @@ def evaluate(model, args, data, seed: int) -> Dict:
     grid = model.fc1.grid
     dev = args.device
     C, H = xte.shape[1], xte.shape[-1]
-    acts, labels = A.collect_activations(model, "fc1", (xte, yte), batch_size=500, device=dev)
+    acts, labels = A.collect_activations(model, "fc1", (xte, yte), batch_size=128, device=dev)
     post = acts.clamp_min(0)
     res: Dict = {"acc": R.evaluate_accuracy(model, (xte, yte), device=dev)}
     # smoothness and correlation structure
@@ -527,7 +537,7 @@ def figures(args, summary, conds, reps, data, out) -> List[str]:
 
     # 5. per-model maps: class means, experts, orientation preference (first seed)
     for n, model in reps.items():
-        acts, labels = A.collect_activations(model, "fc1", (xte, yte), batch_size=500, device=args.device)
+        acts, labels = A.collect_activations(model, "fc1", (xte, yte), batch_size=128, device=args.device)
         means = torch.stack([acts[labels == c].mean(0) if (labels == c).any() else torch.zeros(acts.shape[1]) for c in range(10)])
         fig = P.grid_maps(means, model.fc1.grid, titles=[str(c) for c in range(10)],
                           suptitle=f"{n}: mean pre-ReLU fc1 map per class")
@@ -594,6 +604,12 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     data = load_data(args)
     conds = conditions(args)
     jobs = [(c, args.seed + s) for c in conds for s in range(args.seeds)]
+    if args.shard is not None:
+        k, n = args.shard
+        for i, (cond, seed) in enumerate(tqdm(jobs, desc=f"models (shard {k}/{n})")):
+            if i % n == k:
+                run_one(cond, seed, args, data, ckdir)
+        return {"shard": list(args.shard), "jobs": sum(1 for i in range(len(jobs)) if i % n == k)}
     results: Dict[str, List[Dict]] = {c["name"]: [] for c in conds}
     reps: Dict[str, nn.Module] = {}
     rep_lam = representative_lambda(args)

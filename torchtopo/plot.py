@@ -129,7 +129,8 @@ def correlation_vs_distance(curves: Mapping[str, Mapping[str, Tensor]], *, ax=No
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig = fig or ax.figure
+    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
+        return ax.figure
     fig.tight_layout()
     return fig
 
@@ -147,7 +148,8 @@ def correlation_histogram(values: Mapping[str, Tensor], *, bins: int = 40, ax=No
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig = fig or ax.figure
+    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
+        return ax.figure
     fig.tight_layout()
     return fig
 
@@ -178,7 +180,8 @@ def accuracy_vs_severity(
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig = fig or ax.figure
+    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
+        return ax.figure
     fig.tight_layout()
     return fig
 
@@ -211,7 +214,8 @@ def metric_vs_strength(
     if title:
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig = fig or ax.figure
+    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
+        return ax.figure
     fig.tight_layout()
     return fig
 

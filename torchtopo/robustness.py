@@ -358,7 +358,7 @@ def corrupt(
 
     * ``"white"``: :math:`x + \sigma\,\epsilon`, :math:`\epsilon \sim N(0, 1)` per pixel and channel.
     * ``"pink"``: :math:`x + \sigma\,n`, n from :func:`pink_noise` (per image and channel,
-      power ∝ 1/f^``exponent``, z-scored); ``exponent=1`` is true pink noise.
+      power ∝ 1/f^α with α = ``exponent``, z-scored); α = 1 is true pink noise.
     * ``"salt_and_pepper"``: a fraction p of the pixels, chosen independently, set to 0 or 1
       with probability ½ each, the same on all channels (p ∈ [0, 1]).
 
@@ -388,7 +388,7 @@ def corrupt(
       zoom and blurred by our motion kernel instead of Wand's.
     * ``"frost"``: x·c₀ + frost·c₁ with c = (1, .4) … (.6, .75).  **Deviation:** ImageNet-C
       crops one of six frost photographs, which torchtopo does not ship; the frost layer is
-      synthesised procedurally instead — ridged multi-scale noise (1 − |field| of 1/f³ and 1/f² fields,
+      synthesised procedurally instead — ridged multi-scale noise (1 − abs(field) of 1/f³ and 1/f² fields,
       sharpened) plus fine grain, scaled to mean ≈ 0.45 and range [0, 1] like the photographs,
       slightly blue-tinted on RGB images.  Its statistics are comparable, its look is not.
     * ``"fog"``: x + c₀·fractal, then rescaled by max/(max + c₀).  Deviation: ImageNet-C's
@@ -712,7 +712,7 @@ def evaluate_accuracy(
     data: Any,
     *,
     transform=None,
-    batch_size: int = 500,
+    batch_size: int = 128,
     device: Optional[Union[str, torch.device]] = None,
 ) -> float:
     """Top-1 accuracy (%) of ``model`` on ``data`` ((x, y) tensors, a Dataset or a DataLoader),
@@ -745,7 +745,7 @@ def evaluate_corruptions(
     kinds: Sequence[str] = NOISE_CORRUPTIONS,
     severities: Optional[Union[Sequence[Union[int, float]], Dict[str, Sequence[Union[int, float]]]]] = None,
     seed: int = 0,
-    batch_size: int = 500,
+    batch_size: int = 128,
     device: Optional[Union[str, torch.device]] = None,
     **corrupt_kwargs: Any,
 ) -> Dict[str, Any]:
@@ -766,8 +766,9 @@ def evaluate_corruptions(
         corrupt_kwargs: passed to :func:`corrupt` (e.g. ``exponent``).
 
     Returns:
-        ``{"clean": acc, "severities": {kind: [...]}, "accuracy": {kind: [...]},
-        "change": {kind: [acc − clean, ...]}}`` (percent, percentage points).
+        a dict: ``"clean"`` the clean accuracy (%), and ``"severities"``, ``"accuracy"`` (%) and
+        ``"change"`` (accuracy − clean, percentage points), each a dict from kind to a list over
+        the severities.
     """
     who = "evaluate_corruptions"
     if isinstance(kinds, str):
@@ -813,7 +814,7 @@ def evaluate_weight_noise(
     relative: bool = False,
     include_bias: bool = True,
     seed: int = 0,
-    batch_size: int = 500,
+    batch_size: int = 128,
     device: Optional[Union[str, torch.device]] = None,
 ) -> Dict[str, Any]:
     r"""Robustness to Gaussian weight noise (Truong & Hasson, STUDIES.md §1).
@@ -837,8 +838,8 @@ def evaluate_weight_noise(
         repeats: noise draws per σ (results averaged).
 
     Returns:
-        ``{"clean": acc, "sigmas": [...], "accuracy": [...], "change": [...],
-        "rsm_cosine": [...]}`` (means over repeats).
+        a dict: ``"clean"`` accuracy (%), and lists over σ of ``"accuracy"``, ``"change"``
+        (percentage points) and ``"rsm_cosine"``, means over the repeats; ``"sigmas"``.
     """
     who = "evaluate_weight_noise"
     if not isinstance(repeats, int) or repeats < 1:

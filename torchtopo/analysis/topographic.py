@@ -128,7 +128,7 @@ def collect_activations(
     module_or_name: Union[str, nn.Module],
     data: Any,
     *,
-    batch_size: int = 256,
+    batch_size: int = 128,
     device: Optional[Union[str, torch.device]] = None,
     which: str = "output",
     transform: Optional[Callable[[Tensor], Tensor]] = None,
@@ -684,7 +684,7 @@ def orientation_tuning(
     contrast: float = 1.0,
     transform: Optional[Callable[[Tensor], Tensor]] = None,
     rectify: bool = True,
-    batch_size: int = 256,
+    batch_size: int = 128,
 ) -> Dict[str, Tensor]:
     r"""Orientation tuning of a layer's units to sinusoidal gratings (:func:`grating`).
 
@@ -813,7 +813,7 @@ def symmetry_selectivity(
     channels: int = 1,
     transform: Optional[Callable[[Tensor], Tensor]] = None,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = 128,
 ) -> Tensor:
     r"""Symmetry preference of each unit: d′ of its responses to mirror-symmetric versus
     asymmetric patterns (:func:`symmetry_stimuli`), d′ as in :func:`selectivity`
@@ -880,7 +880,7 @@ def eccentricity_tuning(
     n_angles: int = 8,
     channels: int = 1,
     transform: Optional[Callable[[Tensor], Tensor]] = None,
-    batch_size: int = 256,
+    batch_size: int = 128,
 ) -> Dict[str, Tensor]:
     r"""Responses of a layer's units to a blob at increasing eccentricity
     (:func:`eccentricity_stimuli`), averaged over polar angles: the eccentricity probe of
