@@ -182,11 +182,12 @@ def load_data(a: argparse.Namespace):
         return TensorBatches(xtr, ytr, a.seed), TensorBatches(xte, yte), 1
     tr = tt.data.cifar10(a.data_root, train=True)
     te = tt.data.cifar10(a.data_root, train=False)
-    n_tr = 10000 if not (a.quick or a.tiny) else 2000
+    n_tr = min(len(tr), 10000 if not (a.quick or a.tiny) else 2000)
+    n_te = min(len(te), 2000)
     xtr = torch.stack([tr[i][0] for i in range(n_tr)])
-    ytr = torch.tensor([tr[i][1] for i in range(n_tr)])
-    xte = torch.stack([te[i][0] for i in range(2000)])
-    yte = torch.tensor([te[i][1] for i in range(2000)])
+    ytr = torch.tensor([int(tr[i][1]) for i in range(n_tr)])
+    xte = torch.stack([te[i][0] for i in range(n_te)])
+    yte = torch.tensor([int(te[i][1]) for i in range(n_te)])
     return TensorBatches(xtr, ytr, a.seed), TensorBatches(xte, yte), 3
 
 

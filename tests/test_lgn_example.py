@@ -49,3 +49,24 @@ def test_example_cifar_needs_root():
     mod = _load()
     with pytest.raises(SystemExit):
         mod.parse_args(["--dataset", "cifar10"])
+
+
+def test_example_tiny_cifar_path(tmp_path, monkeypatch):
+    """The CIFAR-10 branch (3 channels) on a stand-in dataset: torchtopo never downloads."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    import torchtopo as tt
+
+    g = torch.Generator().manual_seed(0)
+
+    def fake(root, train=True, **kw):
+        n = 64 if train else 32
+        return TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+    monkeypatch.setattr(tt.data, "cifar10", fake)
+    mod = _load()
+    res = mod.main(["--tiny", "--dataset", "cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "o"),
+                    "--no-plots", "--steps", "2"])
+    assert res["config"]["dataset"] == "cifar10" and res["chance_accuracy"] == 0.1
+    assert len(res["trained"]["l1"]["r2"]) == res["config"]["channels"]
