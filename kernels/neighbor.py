@@ -70,6 +70,15 @@ def _vec_offsets(d, Q, s0, s3, LAYOUT: tl.constexpr):
 
 
 @triton.jit
+def _sqrt(x, ACC_F64: tl.constexpr):
+    """IEEE square root (round to nearest), not the fast approximation."""
+    if ACC_F64:
+        return tl.sqrt(x)
+    else:
+        return tl.sqrt_rn(x)
+
+
+@triton.jit
 def _unit_stats_kernel(
     X, MEAN, NORM, N, W, Q, D, s0, s1, s2, s3,
     CENTER: tl.constexpr, ACC_F64: tl.constexpr, LAYOUT: tl.constexpr,
@@ -100,7 +109,7 @@ def _unit_stats_kernel(
         x = tl.load(X + base[:, None] + voff[None, :], mask=m, other=0.0).to(acc_t)
         x = tl.where(m, x - mean[:, None], 0.0)
         ss += tl.sum(x * x, axis=1)
-    tl.store(NORM + u, tl.sqrt(ss), mask=umask)
+    tl.store(NORM + u, _sqrt(ss, ACC_F64), mask=umask)
 
 
 @triton.jit
@@ -180,7 +189,7 @@ def _pair_fwd_kernel(
         a2 = a1
     elif METRIC == 1:
         pos = (acc > 0) | (acc != acc)  # NaN stays NaN (as _safe_sqrt in the torch path)
-        root = tl.sqrt(tl.where(pos, acc, 1.0))
+        root = _sqrt(tl.where(pos, acc, 1.0), ACC_F64)
         dist = tl.where(pos, root, 0.0)
         a1 = tl.where(pos, 1.0 / root, 0.0)
         bb = -a1

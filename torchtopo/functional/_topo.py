@@ -187,7 +187,10 @@ def _vector_chunks(X: Tensor):
 
 
 def _vdot(a: Tensor, b: Tensor) -> Tensor:
-    """Σ over dims 0 and 3 of a·b, for (pre, h, w, post) views: (h, w), no a·b temporary."""
+    """Σ over the vector dims of a·b, for (pre, h, w, post) views or (pre, h, w) ones (post = 1
+    squeezed away, which keeps broadcasting on the fast path): (h, w)."""
+    if a.dim() == 3:
+        return torch.linalg.vecdot(a, b, dim=0)
     if a.shape[0] == 1:
         return torch.linalg.vecdot(a[0], b[0], dim=-1)
     if a.shape[3] == 1:
@@ -197,10 +200,12 @@ def _vdot(a: Tensor, b: Tensor) -> Tensor:
 
 def _chunk(X: Tensor, c, acc: torch.dtype, mean: Optional[Tensor]) -> Tensor:
     x = X.narrow(c[0], c[1], c[2])
+    if x.shape[3] == 1:
+        x = x[..., 0]  # (pre, H, W): a trailing size-1 dim makes broadcasts slow
     if x.dtype != acc:
         x = x.to(acc)  # fp32 accumulation for half inputs, one chunk at a time
     if mean is not None:
-        x = x - mean[None, :, :, None]
+        x = x - (mean if x.dim() == 3 else mean[None, :, :, None])
     return x
 
 
@@ -352,10 +357,13 @@ class _NeighborSumTorch(torch.autograd.Function):
         for c in _vector_chunks(X):
             x = _chunk(X, c, acc, mean)
             oc = out.narrow(c[0], c[1], c[2])
-            g = torch.mul(x, alpha, out=oc) if X.dtype == acc else x * alpha
+            al, be = alpha, beta
+            if x.dim() == 3:  # post == 1, squeezed by _chunk
+                oc, al, be = oc[..., 0], alpha[..., 0], beta[..., 0]
+            g = torch.mul(x, al, out=oc) if X.dtype == acc else x * al
             for o, pcs in enumerate(ctx.pieces):
                 for ra, ca, rb, cb in pcs:
-                    bo = beta[o][:, ra, ca]
+                    bo = be[o][:, ra, ca]
                     g[:, ra, ca].addcmul_(bo, x[:, rb, cb])
                     g[:, rb, cb].addcmul_(bo, x[:, ra, ca])
             if g is not oc:
