@@ -236,3 +236,16 @@ def test_performance_page_from_benchmark_json(tmp_path):
         assert f"- {cell}" in text, cell
     empty = torchtopo_docs.generate_performance(tmp_path / "nothing", tmp_path / "out2")
     assert "No benchmark results" in empty
+
+
+def test_installation_extras_table_follows_pyproject(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[project.optional-dependencies]\n'
+        'docs = ["sphinx>=7.2", "furo"]\nfancy = ["numpy"]\n'
+    )
+    text = torchtopo_docs.generate_extras(tmp_path, tmp_path / "out")
+    assert "``docs``" in text and "``sphinx>=7.2``, ``furo``" in text
+    assert "``fancy``" in text and "``numpy``" in text
+    real = torchtopo_docs.generate_extras(torchtopo_docs.ROOT, tmp_path / "real")
+    for extra in ("triton", "examples", "docs", "dev"):
+        assert f"``{extra}``" in real

@@ -722,8 +722,40 @@ def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
     return text
 
 
+# -------------------------------------------------------------------------------- extras
+#: What each optional-dependency group of pyproject.toml is for (unknown ones show no purpose).
+EXTRA_PURPOSE = {
+    "triton": "the fused GPU kernels (CUDA, Linux)",
+    "examples": "the scripts in ``examples/``, the dataset loaders, :mod:`torchtopo.plot`, the offline MNIST sample",
+    "docs": "building this documentation and running its code",
+    "dev": "running the test suite",
+}
+
+
+def generate_extras(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
+    """A table of ``pyproject.toml``'s extras, so the installation page cannot drift from it."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        tomllib = None
+    extras: Dict[str, List[str]] = {}
+    pyproject = root / "pyproject.toml"
+    if tomllib is not None and pyproject.exists():
+        with open(pyproject, "rb") as f:
+            extras = tomllib.load(f).get("project", {}).get("optional-dependencies", {}) or {}
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 15 45 40", "",
+             "   * - extra", "     - installs", "     - for"]
+    for name, reqs in extras.items():
+        pkgs = ", ".join(f"``{r}``" for r in reqs) or " "
+        lines += [f"   * - ``{name}``", f"     - {pkgs}", f"     - {EXTRA_PURPOSE.get(name, ' ')}"]
+    text = "\n".join(lines) + "\n" if extras else "(``pyproject.toml`` lists no extras.)\n"
+    _write_if_changed(out_dir / "extras.inc.rst", text)
+    return text
+
+
 # ---------------------------------------------------------------------------------- hooks
 def _generate(app) -> None:
+    generate_extras()
     generate_api()
     generate_examples()
     generate_performance()
