@@ -285,7 +285,8 @@ def grating_tuning(front: V1Front, *, orientations: int = 12, sfs_cpd: Optional[
 
 def subpopulations(front_or_params: Union[V1Front, Mapping[str, Tensor]]) -> Dict[str, Tensor]:
     """Boolean masks of standard sub-populations (the splits of Barbulescu et al.'s analyses):
-    ``simple``, ``complex``; ``low_sf``/``high_sf`` (below / at or above the median sf);
+    ``simple``, ``complex``; ``low_sf``/``high_sf`` (the lower / upper half by sf, ranked; the upper half gets the odd
+    one);
     ``small_nx``/``large_nx`` and ``small_ny``/``large_ny`` (median splits of the envelope sizes
     in cycles); and the crossings ``high_sf_complex``, ``low_sf_complex``, ``high_sf_simple``,
     ``low_sf_simple``."""
@@ -294,9 +295,11 @@ def subpopulations(front_or_params: Union[V1Front, Mapping[str, Tensor]]) -> Dic
     out = {"simple": ~cx, "complex": cx}
     for name, key in (("sf", "sf_cpd"), ("nx", "nx"), ("ny", "ny")):
         v = p[key].double()
-        med = v.median()
+        rank = torch.empty_like(v, dtype=torch.long)
+        rank[torch.argsort(v, stable=True)] = torch.arange(v.numel(), device=v.device)
         lo_name, hi_name = ("low_sf", "high_sf") if name == "sf" else (f"small_{name}", f"large_{name}")
-        out[lo_name], out[hi_name] = v < med, v >= med
+        out[hi_name] = rank >= v.numel() // 2
+        out[lo_name] = ~out[hi_name]
     for sf in ("low_sf", "high_sf"):
         out[f"{sf}_complex"] = out[sf] & cx
         out[f"{sf}_simple"] = out[sf] & ~cx

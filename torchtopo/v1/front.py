@@ -101,6 +101,20 @@ def _check_pos(name: str, v: Any, allow_zero: bool = False) -> float:
     return f
 
 
+def _fast_len(n: int) -> int:
+    """Smallest m >= n of the form 2^a 3^b 5^c (fast FFT lengths; zero padding beyond the linear
+    convolution's length changes nothing)."""
+    m = n
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
 def _f32(w: Tensor) -> Tensor:
     """float32 copy with subnormal values flushed to 0 (far envelope tails underflow, and
     subnormal weights slow CPU convolutions down by an order of magnitude)."""
@@ -140,7 +154,9 @@ class V1Front(nn.Module):
     kernel on CPU), and the quadrature filter is computed only for complex cells — about 4× fewer
     MACs than VOneNet's dense bank for RGB input.  With ``kernel_size=None`` every filter gets the
     smallest size in a ladder of odd sizes whose half-width covers ``ENVELOPE_SIGMAS`` (= 2) σ of
-    its rotated envelope (capped at ``2·image_size − 1``), filters of equal size share one
+    its rotated envelope (capped at the largest odd size ≤ ``image_size``: a larger kernel only
+    adds the far side of the image for outputs near the border; capped envelopes count as
+    truncated), filters of equal size share one
     convolution, and kernels of ``FFT_MIN_KERNEL`` (57) pixels or more are applied with FFTs; with
     a forced ``kernel_size`` all filters share it and :attr:`truncated_fraction` reports the share
     of
@@ -336,7 +352,7 @@ class V1Front(nn.Module):
         """Per-filter kernel sizes and envelope half-widths (from the parameter buffers)."""
         f = self.sf_cpd.double().cpu() / self.ppd
         half = envelope_half_width(f, self.theta_deg.double().cpu(), self.nx.double().cpu(), self.ny.double().cpu())
-        kmax = 2 * self.image_size - 1
+        kmax = max(3, self.image_size - (1 - self.image_size % 2))  # largest odd size <= the image
         if self.kernel_size is None:
             need = (2 * torch.ceil(half) + 1).clamp(max=kmax).long()
             ladder = torch.tensor([s for s in _SIZE_LADDER if s < kmax] + [kmax])
@@ -475,7 +491,7 @@ class V1Front(nn.Module):
         linear convolution with the flipped kernels via real FFTs (float32), then strided slicing."""
         xf = x.float()
         h, wd = xf.shape[-2:]
-        size = (h + k - 1, wd + k - 1)
+        size = (_fast_len(h + k - 1), _fast_len(wd + k - 1))
         X = torch.fft.rfft2(xf, s=size)                                 # (B, C, ., .)
         K = torch.fft.rfft2(torch.flip(w.float(), (-2, -1)), s=size)    # (M, ., .)
         y = torch.fft.irfft2(X[:, self._c_fft] * K, s=size)             # (B, M, H+k-1, W+k-1)
@@ -497,7 +513,13 @@ class V1Front(nn.Module):
             else:
                 if wt.dtype != x.dtype and not autocast:
                     wt = wt.to(x.dtype)
-                y = F.conv2d(x[:, c:c + 1], wt, stride=self.stride, padding=k // 2)
+                xc = x[:, c:c + 1]
+                if k > xc.shape[-1] or k > xc.shape[-2]:
+                    # a kernel larger than the image: explicit zero padding is several times
+                    # faster than the convolution's own (which takes a slow path there)
+                    y = F.conv2d(F.pad(xc, (k // 2,) * 4), wt, stride=self.stride)
+                else:
+                    y = F.conv2d(xc, wt, stride=self.stride, padding=k // 2)
             if ns:
                 simple.append(F.relu(y[:, :ns]))
             if nc:
