@@ -60,10 +60,15 @@ autodoc_default_options = {
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
 autodoc_typehints_format = "short"
-autodoc_type_aliases = {
-    "GridLike": "torchtopo.grid.GridLike",
-    "Strength": "torchtopo.regularizer.Strength",
-}
+# Short names for the library's type aliases (a Grid or an (H, W) tuple; a number or a
+# callable of the step) instead of their expanded Unions.
+autodoc_type_aliases = {"GridLike": "GridLike", "Strength": "Strength"}
+try:  # inside Optional[...] Sphinx 9 prints the alias's repr: print its name instead
+    from sphinx.util.inspect import TypeAliasForwardRef
+
+    TypeAliasForwardRef.__repr__ = lambda self: self.name
+except ImportError:  # pragma: no cover - other Sphinx versions
+    pass
 autodoc_preserve_defaults = True
 autodoc_inherit_docstrings = False  # a method without its own docstring shows none, not torch's
 autosummary_generate = False  # tables only; the pages are written by torchtopo_docs
