@@ -522,7 +522,7 @@ def _example_page(path: Path) -> str:
         f"`runs/{name}`).\n"
     )
     fig_dir = DOCS / "_static" / "examples" / name
-    figs = sorted(fig_dir.glob("*.png")) if fig_dir.is_dir() else []
+    figs = sorted(fig_dir.rglob("*.png")) if fig_dir.is_dir() else []
     report = fig_dir / "report.md"
     meta = {}
     if (fig_dir / "run.json").exists():
@@ -546,7 +546,7 @@ def _example_page(path: Path) -> str:
     referenced = set()
     if report.exists():
         text = report.read_text(encoding="utf-8")
-        referenced = {f.name for f in figs if f.name in text}
+        referenced = {f for f in figs if f.relative_to(fig_dir).as_posix() in text}
         if name in REPORT_AS_LINK:
             out.append(f"[report.md](../_static/examples/{name}/report.md)\n")
         else:
@@ -554,13 +554,14 @@ def _example_page(path: Path) -> str:
                 f"```{{include}} ../_static/examples/{name}/report.md\n"
                 ":relative-images:\n:heading-offset: 2\n```\n"
             )
-    rest = [f for f in figs if f.name not in referenced]
+    rest = [f for f in figs if f not in referenced]
     if rest:
         out.append("### Figures\n" if report.exists() else "")
         for f in rest:
-            caption = f.stem.replace("__", " / ").replace("_", " ")
+            rel = f.relative_to(fig_dir).as_posix()
+            caption = rel[:-4].replace("/", " / ").replace("_", " ")
             out.append(
-                f"```{{figure}} ../_static/examples/{name}/{f.name}\n:width: 90%\n:alt: {caption}\n\n{caption}\n```\n"
+                f"```{{figure}} ../_static/examples/{name}/{rel}\n:width: 90%\n:alt: {caption}\n\n{caption}\n```\n"
             )
     return "\n".join(out)
 

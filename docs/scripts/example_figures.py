@@ -39,15 +39,16 @@ def run(name: str, timeout: float, extra: list[str]) -> dict:
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
-        figs = sorted(out.rglob("*.png"))
-        for f in figs:
-            rel = f.relative_to(out)
-            target = dest / "__".join(rel.parts) if len(rel.parts) > 1 else dest / f.name
+        figs = sorted(p for p in out.rglob("*.png") if "checkpoints" not in p.relative_to(out).parts)
+        for f in figs:  # keep the folders: the report links its figures by relative path
+            target = dest / f.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
-        if (out / "report.md").exists():
-            shutil.copy2(out / "report.md", dest / "report.md")
+        for doc in ("report.md", "results.json"):
+            if (out / doc).exists() and (out / doc).stat().st_size < 2**20:
+                shutil.copy2(out / doc, dest / doc)
         meta = {"command": " ".join(["python", f"examples/{name}.py", "--quick", "--seed", "0", *extra]),
-                "seconds": seconds, "figures": [f.name for f in figs]}
+                "seconds": seconds, "figures": [str(f.relative_to(out)) for f in figs]}
         (dest / "run.json").write_text(json.dumps(meta, indent=1) + "\n")
         return {"name": name, "ok": True, **meta}
 
