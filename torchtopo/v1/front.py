@@ -279,6 +279,7 @@ class V1Front(nn.Module):
         self.out_channels = self.simple_channels + self.complex_channels
         self._size_warned = False
         self._gens: Dict[str, torch.Generator] = {}
+        self._noise_seed = self.seed
 
         p = sample_gabor_params(
             self.simple_channels, self.complex_channels, in_channels=self.in_channels,
@@ -462,14 +463,13 @@ class V1Front(nn.Module):
         g = self._gens.get(key)
         if g is None:
             g = torch.Generator(device=device)
-            g.manual_seed(self.seed * 1_000_003 + 7919)
+            g.manual_seed(self._noise_seed * 1_000_003 + 7919)
             self._gens[key] = g
         return g
 
     def reset_noise(self, seed: Optional[int] = None) -> None:
         """Restart the noise generators (from ``seed``, default the module's seed)."""
-        if seed is not None:
-            self.seed = int(seed)
+        self._noise_seed = self.seed if seed is None else int(seed)
         self._gens = {}
 
     def _check_input(self, x: Tensor) -> None:
