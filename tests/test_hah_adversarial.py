@@ -1,6 +1,5 @@
 """tt.adversarial: PGD, noise accuracy, sparsity statistics (STUDIES.md §3), and the example."""
 import json
-import math
 import os
 
 import pytest
