@@ -70,6 +70,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-resume", action="store_true", help="retrain even if a checkpoint exists")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-train", action="store_true",
+                   help="report only the models already in --out/checkpoints (train nothing)")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="train and evaluate only every N-th model starting at K (run N such processes in "
                         "parallel, then once without --shard to collect everything into the report)")
@@ -490,7 +492,8 @@ def figures(args, summary, conds, reps, data, out) -> List[str]:
     fig.tight_layout()
     save(fig, "metrics_vs_lambda.png")
 
-    show = [c["name"] for c in conds if c["method"] == "control" or c["lam"] == representative_lambda(args)]
+    show = [c["name"] for c in conds
+            if (c["method"] == "control" or c["lam"] == representative_lambda(args)) and c["name"] in summary]
     # 2. weight-noise robustness
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key, yl, tl in ((axes[0], "wnoise_fc1_change", "accuracy change (pp)", "noise on fc1"),
@@ -578,6 +581,8 @@ def run_one(cond, seed, args, data, ckdir):
             model.to(args.device)
             history = blob["history"]
     trained = model is None
+    if trained and args.no_train:
+        return None, None
     if trained:
         model, history = train_model(cond, seed, args, data, mean, std, desc=tag)
         torch.save({"state_dict": model.state_dict(), "history": history, "signature": sig,
@@ -615,6 +620,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     rep_lam = representative_lambda(args)
     for cond, seed in tqdm(jobs, desc="models"):
         model, res = run_one(cond, seed, args, data, ckdir)
+        if res is None:  # --no-train and not trained yet
+            continue
         results[cond["name"]].append(res)
         if (cond["method"] == "control" or cond["lam"] == rep_lam) and cond["name"] not in reps:
             reps[cond["name"]] = model
