@@ -249,7 +249,7 @@ def _spectral_field(B: int, H: int, W: int, exponent: float, g, like: Tensor) ->
     amp = torch.where(f > 0, f.clamp_min(1e-12) ** (-exponent / 2), torch.zeros_like(f))
     n = torch.fft.irfft2(Z * amp, s=(H, W))
     n = n - n.mean((1, 2), keepdim=True)
-    sd = n.std(dim=(1, 2), keepdim=True)
+    sd = n.std(dim=(1, 2), keepdim=True, correction=0)
     return (n / torch.where(sd > 0, sd, torch.ones_like(sd))).to(like.dtype)
 
 
@@ -263,7 +263,7 @@ def pink_noise(
 ) -> Tensor:
     r"""Coloured noise per image and channel: white Gaussian noise shaped in the Fourier domain
     so that its power spectrum is :math:`\propto 1/f^{\alpha}` (amplitude divided by
-    :math:`f^{\alpha/2}`, DC removed), then z-scored over the image.
+    :math:`f^{\alpha/2}`, DC removed), then z-scored over the image (population SD).
 
     ``exponent`` α = 1 is pink (1/f power: the default, as STUDIES.md §1 specifies); α = 2 is
     brown noise — what Truong & Hasson's released code produces by dividing the *amplitude* by f.
@@ -566,7 +566,7 @@ def _elastic(x: Tensor, c, g) -> Tensor:
     dt = torch.float64
     # random affine from three points around the centre (as cv2.getAffineTransform)
     cy, cx = H // 2, W // 2
-    sq = min(H, W) // 3
+    sq = max(1, min(H, W) // 3)
     p1 = torch.tensor([[cx + sq, cy + sq], [cx + sq, cy - sq], [cx - sq, cy - sq]], dtype=dt, device=x.device)
     p2 = p1[None] + (_rand((B, 3, 2), g, x.to(dt)) * 2 - 1) * aff
     A = torch.cat([p1, torch.ones(3, 1, dtype=dt, device=x.device)], 1)  # (3, 3)
