@@ -503,6 +503,26 @@ EXAMPLE_ORDER = ["topographic_mnist", "v1_front_robustness", "hebbian_divisive",
 REPORT_AS_LINK: set = set()
 
 
+_ITEM = re.compile(r"^\s*([-*\u2022]|\d+[.)])\s")
+
+
+def _reflow(doc: str) -> str:
+    """Undo the hard wrapping of a docstring's prose (so that the page wraps it at its own
+    width); indented blocks (commands) and list items keep their lines."""
+    out = []
+    for para in doc.split("\n\n"):
+        lines = para.split("\n")
+        merged: List[str] = []
+        for line in lines:
+            code = line.startswith("    ") and not (merged and merged[-1].startswith("  ") and _ITEM.match(merged[-1]))
+            if not merged or code or _ITEM.match(line) or merged[-1].startswith("    "):
+                merged.append(line.rstrip())
+            else:
+                merged[-1] = merged[-1].rstrip() + " " + line.strip()
+        out.append("\n".join(merged))
+    return "\n\n".join(out)
+
+
 def _example_page(path: Path) -> str:
     name = path.stem
     doc = _script_doc(path)
@@ -511,15 +531,15 @@ def _example_page(path: Path) -> str:
     if first:
         out.append(first + "\n")
     if doc:
-        out.append("```{code-block} text\n:class: wrap\n\n" + doc + "\n```\n")
+        out.append("```{code-block} text\n:class: wrap\n\n" + _reflow(doc) + "\n```\n")
     out.append(
         "## Run it\n\n"
         "```bash\n"
-        f"python examples/{name}.py --quick --out runs/{name}    # minutes on a CPU\n"
-        f"python examples/{name}.py --help                           # every option\n"
+        f"python examples/{name}.py --quick --out runs/{name}\n"
+        f"python examples/{name}.py --help\n"
         "```\n\n"
-        f"It writes `report.md`, `results.json` and PNG figures into `--out` (default "
-        f"`runs/{name}`).\n"
+        f"`--quick` takes minutes on a laptop CPU; `--help` lists every option.  The script writes "
+        f"`report.md`, `results.json` and PNG figures into `--out` (default `runs/{name}`).\n"
     )
     fig_dir = DOCS / "_static" / "examples" / name
     figs = sorted(fig_dir.rglob("*.png")) if fig_dir.is_dir() else []
@@ -595,9 +615,13 @@ def _cell(v: Any) -> str:
         a = abs(v)
         if a == 0:
             return "0"
-        if a >= 1000 or a < 0.01:
+        if a >= 1e6 or a < 0.001:
             return f"{v:.3g}"
-        return f"{v:.3f}".rstrip("0").rstrip(".") if a < 10 else f"{v:.1f}"
+        if a >= 100:
+            return f"{v:.1f}"
+        if a >= 10:
+            return f"{v:.2f}"
+        return f"{v:.3f}"
     if v is None:
         return "—"
     if isinstance(v, (list, tuple)):
@@ -701,14 +725,16 @@ def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
         )
     for f in files:
         rel = f.relative_to(root)
-        out.append(_heading(f"{f.stem.replace('_', ' ').capitalize()}", "-"))
-        out.append(f"From ``{rel}``.\n")
+        script = bdir / f"{f.stem}.py"
+        out.append(_heading(f.stem, "-"))
+        about = _first_sentence(_script_doc(script)) if script.exists() else ""
+        out.append((about + "  " if about else "") + f"From ``{rel}``.\n")
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             out.append(f".. warning::\n\n   ``{rel}`` could not be read as JSON ({type(e).__name__}).\n")
             continue
-        meta = _meta_in(data)
+        meta = [(k, v) for k, v in _meta_in(data) if k != "benchmark"]
         if meta:
             out.append("\n".join(f"* **{k}**: {_cell(v)}" for k, v in meta) + "\n")
         tables = _rows_in(data)
