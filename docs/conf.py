@@ -50,10 +50,9 @@ exclude_patterns = ["_build", "**/_build", "Thumbs.db", ".DS_Store", "**/*.inc.r
 templates_path = []
 
 # -- autodoc / napoleon --------------------------------------------------------------------
+# members / undoc-members / show-inheritance are set per class by torchtopo_docs (no
+# "Bases: object" on plain classes).
 autodoc_default_options = {
-    "members": True,
-    "undoc-members": True,
-    "show-inheritance": True,
     "member-order": "bysource",
     "exclude-members": "extra_repr, forward_pre_hook, training, dump_patches, call_super_init",
 }

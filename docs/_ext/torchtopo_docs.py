@@ -345,12 +345,35 @@ def _segments(line: str, open_tok: Optional[str]) -> Tuple[List[Tuple[str, int, 
     return out, open_tok
 
 
-def _drop_object_base(app, name, obj, options, bases) -> None:
-    """``Bases: object`` says nothing: leave it out."""
-    bases[:] = [b for b in bases if b is not object]
+def _public_bases(app, name, obj, options, bases) -> None:
+    """Show public bases: a private or unexported torchtopo base class is replaced by its
+    first ancestor that is documented (or that lives outside torchtopo)."""
+    public = {id(getattr(m, n, None)) for _, m in public_modules() for n in getattr(m, "__all__", [])}
+    new: List[Any] = []
+    for b in bases:
+        for c in getattr(b, "__mro__", (b,)):
+            if c is object:
+                break
+            if not str(getattr(c, "__module__", "")).startswith("torchtopo") or id(c) in public:
+                if c not in new:
+                    new.append(c)
+                break
+    bases[:] = new or bases
 
 
 def _process_docstring(app, what, name, obj, options, lines) -> None:
+    if what == "data" and "." in name:
+        # napoleon reads a constant's ``#:`` doc "Orientation preference, degrees (...): 4 bins"
+        # as "type: description"; a module constant's doc is plain text: use it as written
+        module_name, attr = name.rsplit(".", 1)
+        try:
+            raw = attribute_doc(module_name, attr)
+        except Exception:
+            raw = ""
+        if raw:
+            lines[:] = raw.splitlines() + [""]
+            sanitize(lines, name)
+            return
     if what in ("data", "attribute") and lines:
         # a constant without its own ``#:`` doc would show its *type's* docstring (dict(), int())
         tdoc = inspect.getdoc(type(obj)) or ""
@@ -373,14 +396,15 @@ def _report_sanitized(app, exception) -> None:
 
 
 # ------------------------------------------------------------------------------ API pages
-def _entry(kind: str, full: str) -> str:
+def _entry(kind: str, full: str, obj: Any = None) -> str:
     if kind == "class":
+        bases = [b for b in getattr(obj, "__bases__", ()) if b is not object]
         return (
             f".. autoclass:: {full}\n"
             "   :members:\n"
             "   :undoc-members:\n"
-            "   :show-inheritance:\n"
-            "   :member-order: bysource\n"
+            + ("   :show-inheritance:\n" if bases else "")
+            + "   :member-order: bysource\n"
         )
     if kind == "function":
         return f".. autofunction:: {full}\n"
@@ -456,7 +480,7 @@ def api_page(qual: str, mod: types.ModuleType, documented: Dict[int, str]) -> st
                 continue
             if kind != "data":
                 documented[key] = full
-            body.append(_data_entry(full, obj) if kind == "data" else _entry(kind, full))
+            body.append(_data_entry(full, obj) if kind == "data" else _entry(kind, full, obj))
             table += [f"   * - :{role}:`~{full}`", f"     - {summary or ' '}"]
         if len(order) > 1:
             overview.append(f".. rubric:: {title}\n")
@@ -791,6 +815,6 @@ def _generate(app) -> None:
 def setup(app):
     app.connect("builder-inited", _generate)
     app.connect("autodoc-process-docstring", _process_docstring, priority=900)
-    app.connect("autodoc-process-bases", _drop_object_base)
+    app.connect("autodoc-process-bases", _public_bases)
     app.connect("build-finished", _report_sanitized)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
