@@ -49,6 +49,7 @@ __all__ = [
 #: Orientation preference, degrees (De Valois, Yund & Hepler 1982): 4 bins centred on 0°, 45°,
 #: 90°, 135°; a sample below 0 is wrapped by +180°.
 ORIENTATION_EDGES: Tuple[float, ...] = (-22.5, 22.5, 67.5, 112.5, 157.5)
+#: Cells per orientation bin (De Valois, Yund & Hepler 1982).
 ORIENTATION_COUNTS: Tuple[int, ...] = (66, 49, 77, 54)
 
 #: Peak spatial-frequency bin edges, cycles/degree (De Valois, Albrecht & Thorell 1982).
@@ -74,6 +75,7 @@ NXNY_COUNTS: Tuple[Tuple[int, ...], ...] = (
 #: VOneNet uses); the resulting Pearson r(log nx, log sf) is about 0.74.
 SF_CORR: float = 0.75
 
+#: Full references of the tables, the front (VOneNet) and the study, by key.
 CITATIONS: Dict[str, str] = {
     "orientation": "De Valois, R. L., Yund, E. W. & Hepler, N. (1982). The orientation and direction "
     "selectivity of cells in macaque visual cortex. Vision Research 22, 531-544.",
