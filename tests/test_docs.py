@@ -155,7 +155,7 @@ def test_every_public_name_is_documented(site):
         )
 
 
-def test_public_methods_have_docstrings_listed(site):
+def test_class_pages_list_their_methods(site):
     """Every public class's own methods appear on its page (documented or not)."""
     html = (site["html"] / "api" / "generated" / "torchtopo.html").read_text(encoding="utf-8")
     import torchtopo as tt
