@@ -608,7 +608,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     t0 = time.time()
     data = load_data(args)
     conds = conditions(args)
-    jobs = [(c, args.seed + s) for c in conds for s in range(args.seeds)]
+    # seed-major order: an interrupted run (or --no-train on a partial one) has every condition
+    jobs = [(c, args.seed + s) for s in range(args.seeds) for c in conds]
     if args.shard is not None:
         k, n = args.shard
         for i, (cond, seed) in enumerate(tqdm(jobs, desc=f"models (shard {k}/{n})")):
@@ -721,6 +722,23 @@ def write_report(args, data, summary, conds, tab_main, tab_repr, tab_func, tab_r
             f.write(fig(f"maps_per_class_{n}.png", f"{n}: mean fc1 map per class"))
             f.write(fig(f"experts_{n}.png", f"{n}: selectivity maps and expert units"))
         f.write(fig("orientation_maps.png", "Preferred-orientation maps"))
+        f.write("## Notes and deviations from the study\n\n")
+        notes = [
+            "Truong & Hasson train on full MNIST (48k/12k) for 10 epochs at Adam lr 1e-3, batch 64. The offline "
+            "sample has 3,200 training images after the 80/20 split, i.e. 12× fewer steps per epoch, so on it "
+            "the defaults are batch 32 and lr 3e-3 (pass --lr 1e-3 --batch-size 64 for the paper's values); "
+            "accuracies are therefore far below full-MNIST levels and every comparison is between small models.",
+            "AS uses the pre-ReLU fc1 output and 1 − Pearson r over the batch (STUDIES.md: the AS training code "
+            "is not released; this is the natural reading). WS uses correlation distance on MNIST and cosine on "
+            "CIFAR-10, as in the released models.",
+            "Expert units: d′ > 1 (the paper's threshold is not published). Localisation is torchtopo's "
+            "statistic (1 − mean expert distance / mean random distance), not necessarily the paper's.",
+            "Weight noise is absolute (σ in weight units) on fc1 or on all parameters; the RSM cosine compares "
+            "the off-diagonal upper triangles of the fc2 class-weight correlation matrices.",
+            "Input noise is added in [0, 1] pixel space and clamped; pink noise has true 1/f power "
+            "(the released code's amplitude ÷ f is brown noise).",
+        ]
+        f.write("".join(f"* {n}\n" for n in notes) + "\n")
         f.write("## Published claims (STUDIES.md §1) against this run\n\n")
         f.write("Automatic verdicts: a difference counts when it exceeds 2 standard errors of the difference of "
                 "the condition means (seeds as samples); with one model per condition only the direction is "
