@@ -15,7 +15,7 @@ tables, a filter grid, and a sub-population ablation (silence front channels by 
 spatial frequency and envelope size; compare how much of the bottleneck's weight reads them).
 
     python examples/v1_front_robustness.py --quick              # < 2 min on 2 cores
-    python examples/v1_front_robustness.py                      # default (~10 min on 2 cores)
+    python examples/v1_front_robustness.py                      # default (13 min measured on 2 busy cores)
     python examples/v1_front_robustness.py --dataset tiny-imagenet --data-root ~/data/tiny-imagenet-200 --device cuda
     python examples/v1_front_robustness.py --dataset cifar10 --data-root ~/data --device cuda
 
@@ -427,7 +427,10 @@ def write_report(args, r, kinds, figs) -> None:
     lines += ["", "## Sub-population ablation (first seed)", "",
               "Accuracy drop (percentage points) when the front channels of a sub-population are silenced, on clean "
               "images and under Gaussian noise (severity 3), and the share of the 1×1 bottleneck's weight "
-              "magnitude reading the sub-population relative to its size (1 = proportional).", "",
+              "magnitude reading the sub-population relative to its size (1 = proportional).  Silencing "
+              "half of the front also shifts the input statistics of the BatchNorm after the bottleneck "
+              "(whose running statistics come from training), so large drops partly measure that shift; "
+              "compare sub-populations of equal size across the two fronts rather than the absolute drops.", "",
               "| sub-population | bio: n | bio: drop clean | bio: drop noise | bio: weight share | "
               "unif: n | unif: drop clean | unif: drop noise | unif: weight share |",
               "|---|---|---|---|---|---|---|---|---|"]
