@@ -8,7 +8,6 @@ import pytest
 import torch
 from scipy import stats
 
-import torchtopo as tt
 from torchtopo.v1 import V1Front
 from torchtopo.v1 import analysis as A
 
