@@ -408,6 +408,12 @@ def neighbor_distance_mean(
     The primitive behind :func:`weight_similarity` and :func:`activation_similarity`; use those.
     Returns a float32 scalar for half-precision inputs, else a scalar of ``X``'s dtype.  A grid
     without pairs (1 × 1) gives 0.
+
+    Backends: ``"triton"`` runs the fused kernels of :mod:`torchtopo.kernels`; ``"torch"`` walks
+    the same pairs on shifted views of the grid, in chunks of the vector (peak extra memory: the
+    gradient plus a few chunks), saving only ``X`` and per-pair coefficients for the backward
+    pass.  With ``TORCHTOPO_COMPILE=1`` the PyTorch path's two walks go through
+    ``torch.compile`` (fused loops; the first call for each shape compiles for a while).
     """
     grid = as_grid(grid)
     _check_distance(distance)
