@@ -406,10 +406,10 @@ def neighbor_distance_mean(X: Tensor, grid, distance: str = "euclidean", *,
             f"grid is {grid.height}×{grid.width}"
         )
     n_pairs = grid.n_pairs
-    if n_pairs == 0 or X.shape[0] * X.shape[3] == 0:
+    if n_pairs == 0:
         out_dtype = torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else X.dtype
         return X.sum().to(out_dtype) * 0.0
-    if grid.aliased:
+    if grid.aliased or X.shape[0] * X.shape[3] == 0:  # tiny torus, or empty vectors
         from torchtopo.functional._topo import _neighbor_sum_torch
 
         return _neighbor_sum_torch(X, grid, distance) / n_pairs

@@ -190,6 +190,16 @@ def test_kernel_aliased_torus_falls_back_to_torch():
     torch.testing.assert_close(k, ref)
 
 
+@needs_kernels
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_kernel_empty_vectors_match_torch_path(distance):
+    grid = tt.Grid(3, 4)
+    X = torch.zeros(1, 3, 4, 0)
+    k = K.neighbor_distance_mean(X, grid, distance)
+    t = T._neighbor_sum_torch(X, grid, distance) / grid.n_pairs
+    assert float(k) == float(t) == (1.0 if distance == "cosine" else 0.0)
+
+
 def test_kernel_bad_inputs():
     if not K.HAS_TRITON:
         pytest.skip("no triton")
