@@ -403,8 +403,11 @@ def _verdict(d, higher_is_claim=True, tolerance=None):
         margin = max(tolerance, 2 * se) if se == se else tolerance
         if diff >= 0:
             return f"agrees (no drop: {diff:+.2f})"
-        return (f"agrees (drop {-diff:.2f} ≤ {margin:.2f})" if diff >= -margin
-                else f"disagrees (drop {-diff:.2f} > {margin:.2f})")
+        if -diff <= tolerance:
+            return f"agrees (drop {-diff:.2f} ≤ {tolerance:g})"
+        if -diff <= margin:
+            return f"cannot tell (drop {-diff:.2f} > {tolerance:g} but within 2 SE = {margin:.2f})"
+        return f"disagrees (drop {-diff:.2f} > {margin:.2f})"
     sign = 1 if higher_is_claim else -1
     if se != se or se == 0:
         if diff == 0:
