@@ -382,12 +382,27 @@ def table(summary, conds, keys, fmt) -> str:
 
 
 # ------------------------------------------------------------------------------ claims
-def _diff(summary, a, b, key):
+def _diff(summary, a, b, key, results=None):
+    """(mean difference a − b, its standard error, mean a, mean b).
+
+    Models of the same seed share their initialisation and train/validation split across
+    conditions, so when both conditions have the same seeds the difference is paired by seed
+    (SE = SD of the per-seed differences / √n); otherwise the two means are compared (Welch SE)."""
     if a not in summary or b not in summary or key not in summary[a] or key not in summary[b]:
         return None
     (ma, sa), (mb, sb) = summary[a][key], summary[b][key]
     if any(isinstance(v, float) and math.isnan(v) for v in (ma, mb)):
         return None
+    if results is not None:
+        ra = {r["seed"]: r.get(key) for r in results.get(a, [])}
+        rb = {r["seed"]: r.get(key) for r in results.get(b, [])}
+        common = sorted(k for k in set(ra) & set(rb)
+                        if isinstance(ra[k], (int, float)) and isinstance(rb[k], (int, float))
+                        and ra[k] == ra[k] and rb[k] == rb[k])
+        if len(common) >= 2 and len(common) == len(ra) == len(rb):
+            d = [ra[k] - rb[k] for k in common]
+            m, sd = mean_sd(d)
+            return m, sd / math.sqrt(len(d)), ma, mb
     na, nb = summary[a]["n"], summary[b]["n"]
     se = math.sqrt((sa**2) / na + (sb**2) / nb) if na > 1 and nb > 1 else float("nan")
     return ma - mb, se, ma, mb
@@ -422,7 +437,7 @@ def _verdict(d, higher_is_claim=True, tolerance=None):
     return f"cannot tell (difference {diff:+.3g} is within 2 SE = {2 * se:.3g})"
 
 
-def claims(summary, args) -> List[str]:
+def claims(summary, args, results=None) -> List[str]:
     lam = representative_lambda(args)
     ws, as_ = f"WS_{lam:g}", f"AS_{lam:g}"
     strong = max(args.lambdas)
@@ -430,7 +445,7 @@ def claims(summary, args) -> List[str]:
     lines = []
 
     def row(claim, key, a, b, higher=True, what="", tolerance=None):
-        d = _diff(summary, a, b, key)
+        d = _diff(summary, a, b, key, results)
         nums = "" if d is None else f" — {a} {d[2]:.3g} vs {b} {d[3]:.3g}"
         lines.append(f"| {claim} | {what or key} | {_verdict(d, higher, tolerance)}{nums} |")
 
@@ -645,7 +660,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                 "noise_salt_and_pepper_mean_change", "wnoise_fc1_change_0.1", "wnoise_all_change_0.1",
                 "wnoise_all_rsm_0.1"] + (["common_mean_change"] if args.common_corruptions else [])
     tab_rob = table(summary, conds, rob_keys, {k: "{:.2f}" for k in rob_keys[:-1]} | {"wnoise_all_rsm_0.1": "{:.3f}"})
-    claim_lines = claims(summary, args)
+    claim_lines = claims(summary, args, results)
     print()
     print(tab_main)
     print()
@@ -745,9 +760,10 @@ def write_report(args, data, summary, conds, tab_main, tab_repr, tab_func, tab_r
         ]
         f.write("".join(f"* {n}\n" for n in notes) + "\n")
         f.write("## Published claims (STUDIES.md §1) against this run\n\n")
-        f.write("Automatic verdicts: a difference counts when it exceeds 2 standard errors of the difference of "
-                "the condition means (seeds as samples); with one model per condition only the direction is "
-                "reported.\n\n")
+        f.write("Automatic verdicts: a difference counts when it exceeds 2 standard errors. Models with the same "
+                "seed share their initialisation and data split across conditions, so differences are paired by "
+                "seed (SE = SD of the per-seed differences / √n); with 3 seeds this is a lenient heuristic, not a "
+                "significance test. With one model per condition only the direction is reported.\n\n")
         f.write("\n".join(claim_lines) + "\n")
 
 
