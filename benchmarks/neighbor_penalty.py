@@ -310,6 +310,9 @@ def parse(argv):
     p.add_argument("--max-mem-gb", type=float, default=3.0, help="skip implementations estimated above this")
     p.add_argument("--ws-distance", default="cosine", choices=F.DISTANCES)
     p.add_argument("--as-distance", default="correlation", choices=F.DISTANCES)
+    p.add_argument("--sizes", default=None,
+                   help="comma-separated H:D cases (H×H units, vector length D), e.g. 128:256; "
+                   "overrides --quick's and the full grid's sizes")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--compile", action="store_true",
                    help="also time the torch path under torch.compile (TORCHTOPO_COMPILE=1; "
@@ -320,7 +323,13 @@ def parse(argv):
 
 
 def make_cases(args) -> List[dict]:
-    if args.quick:
+    if args.sizes:
+        try:
+            sizes = [tuple(int(v) for v in item.split(":")) for item in args.sizes.split(",")]
+            assert all(len(t) == 2 and min(t) >= 1 for t in sizes)
+        except (ValueError, AssertionError):
+            raise SystemExit(f"--sizes must look like 128:256,64:1024, got {args.sizes!r}")
+    elif args.quick:
         sizes = [(11, 256), (64, 256), (128, 256), (256, 256)]
     else:
         sizes = [(h, d) for h in (11, 32, 64, 128, 256) for d in (64, 256, 1024)]
