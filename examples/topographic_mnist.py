@@ -601,6 +601,7 @@ def run_one(cond, seed, args, data, ckdir):
             model.to(args.device)
             history = blob["history"]
     trained = model is None
+    args._counts["trained" if trained else "loaded"] += 1
     if trained and args.no_train:
         return None, None
     if trained:
@@ -622,6 +623,7 @@ def run_one(cond, seed, args, data, ckdir):
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     args = parse_args(argv)
+    args._counts = {"trained": 0, "loaded": 0}
     out = args.out
     ckdir = os.path.join(out, "checkpoints")
     os.makedirs(ckdir, exist_ok=True)
@@ -672,7 +674,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         files = figures(args, summary, conds, reps, data, out)
     elapsed = time.time() - t0
     payload = {
-        "config": dict(vars(args)),
+        "config": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+        "models": dict(args._counts),
         "conditions": conds,
         "results": results,
         "summary": summary,
@@ -699,7 +702,8 @@ def write_report(args, data, summary, conds, tab_main, tab_repr, tab_func, tab_r
             f"seed) and {data[2].shape[0]} test images; {args.epochs} epochs, Adam lr {args.lr:g}, batch "
             f"{args.batch_size}; {args.seeds} model(s) per condition, λ ∈ {args.lambdas}; WS distance "
             f"{args.ws_distance}, AS distance {args.as_distance} (pre-ReLU fc1, 11×11, 8 neighbours). "
-            f"Values are mean ± SD over models. Run time {elapsed:.0f} s.\n\n"
+            f"Values are mean ± SD over models. This invocation took {elapsed:.0f} s "
+            f"({args._counts['trained']} models trained, {args._counts['loaded']} loaded from --out/checkpoints).\n\n"
         )
         f.write("## Accuracy and smoothness\n\n")
         f.write("acc: test accuracy (%); morans_i: Moran's I of each test image's 11×11 pre-ReLU fc1 map "
