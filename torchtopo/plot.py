@@ -209,6 +209,13 @@ def metric_vs_strength(
         if sd and sd == sd:
             ax.axhspan(m - sd, m + sd, color="k", alpha=0.1)
     ax.set_xscale("log")
+    xs = sorted({float(v) for s in series.values() for v in s[0] if float(v) > 0})
+    if xs:  # label the λ values themselves, without the log axis' crowded minor labels
+        from matplotlib.ticker import NullFormatter
+
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{v:g}" for v in xs])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("λ")
     ax.set_ylabel(ylabel)
     if title:
