@@ -710,6 +710,13 @@ def _table(rows: List[dict], limit: int = 200) -> str:
             if k not in cols and not isinstance(v, dict):
                 cols.append(k)
     lines = [".. list-table::", "   :header-rows: 1", "   :class: bench-table", ""]
+    if len(cols) > 7 and len(rows) <= 6:
+        # wide and short: one column per row (the first field names it), one row per metric
+        key = cols[0]
+        lines.append("   * - " + "\n     - ".join([key] + [_cell(r.get(key)) for r in rows]))
+        for c in cols[1:]:
+            lines.append("   * - " + "\n     - ".join([c] + [_cell(r.get(c)) for r in rows]))
+        return "\n".join(lines) + "\n"
     lines.append("   * - " + "\n     - ".join(cols))
     for r in rows[:limit]:
         lines.append("   * - " + "\n     - ".join(_cell(r.get(c)) for c in cols))
