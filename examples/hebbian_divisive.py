@@ -238,7 +238,7 @@ def histograms(models: Dict[str, nn.Module], args, xte, out: str) -> Optional[st
         ax = axes[j]
         for kind, m in models.items():
             name = probe_layers(m, 2)[j]
-            a = adv.collect_activations(m, xte[:200], [name])[name]
+            a = tt.analysis.collect_activations(m, name, xte[:200])[0]
             # divide by the mean non-zero value, so the two models' scales compare
             a = a.flatten()
             nz = a[a > 0]

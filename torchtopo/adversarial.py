@@ -30,7 +30,6 @@ __all__ = [
     "pgd_accuracy",
     "gaussian_noise_accuracy",
     "sparsity_stats",
-    "collect_activations",
 ]
 
 NORMS = ("linf", "l2")
@@ -260,34 +259,6 @@ def pgd_accuracy(
     return float(correct) / max(1, x.shape[0])
 
 
-def collect_activations(
-    model: nn.Module, x: Tensor, layers: Sequence[str], *, batch_size: int = 256
-) -> Dict[str, Tensor]:
-    """Outputs of the named modules on ``x`` (eval mode, no grad), concatenated over batches,
-    on the CPU: ``{name: (N, ...)}``."""
-    modules = dict(model.named_modules())
-    missing = [n for n in layers if n not in modules]
-    if missing:
-        raise ValueError(f"collect_activations: the model has no module(s) {missing} (see model.named_modules())")
-    store: Dict[str, List[Tensor]] = {n: [] for n in layers}
-    handles = [
-        modules[n].register_forward_hook(lambda m, i, o, n=n: store[n].append(o.detach().cpu()))
-        for n in layers
-    ]
-    dev = _device(model)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for i in range(0, x.shape[0], batch_size):
-                model(x[i:i + batch_size].to(dev))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
-    return {n: torch.cat(v) for n, v in store.items()}
-
-
 def sparsity_stats(
     model: nn.Module, x: Tensor, layers: Sequence[str], *, batch_size: int = 256, tol: float = 0.0
 ) -> Dict[str, Dict[str, float]]:
@@ -306,10 +277,11 @@ def sparsity_stats(
     Returns:
         ``{layer: {stat: float}}``.
     """
-    acts = collect_activations(model, x, layers, batch_size=batch_size)
+    from .analysis import collect_activations
+
     out = {}
-    for n, a in acts.items():
-        a = a.float()
+    for n in layers:
+        a = collect_activations(model, n, x, batch_size=batch_size)[0].float()
         active = a > tol
         C = a.shape[1] if a.dim() >= 2 else 1
         r = a.clamp_min(0)
