@@ -70,5 +70,3 @@ __all__ += [
 from .lgn import LateralConv2d, LGNFilter  # noqa: E402
 
 __all__ += ["LGNFilter", "LateralConv2d"]
-
-__version__ = "0.1.0"
