@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Sequence, Tuple, Union
 
 import torch
@@ -242,8 +242,17 @@ class Grid:
 
     @property
     def n_pairs(self) -> int:
-        """Number of unordered neighbour pairs."""
-        return int(self._pairs_cpu()[0].numel())
+        """Number of unordered neighbour pairs (closed form from the stencil; no pair list is
+        built unless the torus is so small that offsets alias)."""
+        if "n" not in self._pair_cache:
+            if self.aliased:
+                n = int(self._pairs_cpu()[0].numel())
+            elif self.wrap:
+                n = len(self.offsets) * self.n_units
+            else:
+                n = sum(max(0, self.height - dr) * max(0, self.width - abs(dc)) for dr, dc in self.offsets)
+            self._pair_cache["n"] = n
+        return self._pair_cache["n"]
 
     def neighbor_counts(self) -> Tensor:
         """(N,) number of neighbours of each unit."""
@@ -262,6 +271,12 @@ class Grid:
 GridLike = Union[Grid, Tuple[int, int], Sequence[int]]
 
 
+@lru_cache(maxsize=64)
+def _grid_of_shape(height: int, width: int) -> Grid:
+    # one Grid per (H, W) tuple, so its cached stencil and pairs serve every call
+    return Grid(height, width)
+
+
 def as_grid(grid: GridLike, *, name: str = "grid") -> Grid:
     """Accept a :class:`Grid` or an ``(H, W)`` tuple."""
     if isinstance(grid, Grid):
@@ -269,5 +284,5 @@ def as_grid(grid: GridLike, *, name: str = "grid") -> Grid:
     if isinstance(grid, (tuple, list)) and len(grid) == 2 and all(
         isinstance(v, int) and not isinstance(v, bool) for v in grid
     ):
-        return Grid(int(grid[0]), int(grid[1]))
+        return _grid_of_shape(int(grid[0]), int(grid[1]))
     raise TypeError(f"{name} must be a torchtopo.Grid or an (height, width) tuple of ints, got {grid!r}")
