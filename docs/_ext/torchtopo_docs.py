@@ -740,6 +740,15 @@ def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
     files = [newest[k] for k in sorted(newest)]
     scripts = sorted(p for p in bdir.glob("*.py") if not p.name.startswith("_")) if bdir.is_dir() else []
     out = []
+    readme = bdir / "README.md"
+    if readme.exists() and out_dir == GEN_OUT:
+        page = ("# How the benchmarks measure\n\n"
+                "The method and caveats of each script, from `benchmarks/README.md`.\n\n"
+                "```{include} ../benchmarks/README.md\n:heading-offset: 1\n```\n")
+        _write_if_changed(DOCS / "benchmarks_method.md", page)
+        out.append(".. toctree::\n   :hidden:\n\n   /benchmarks_method\n")
+        out.append(":doc:`How each benchmark measures </benchmarks_method>` (method and caveats, from "
+                   "``benchmarks/README.md``).\n")
     if scripts:
         out.append(_heading("Benchmark scripts", "-"))
         for s in scripts:
