@@ -392,7 +392,7 @@ def neighbor_distance_mean(X: Tensor, grid, distance: str = "euclidean", *,
         ``X``'s dtype.  A grid without pairs gives 0.  Tiny tori whose stencil offsets alias
         (:attr:`torchtopo.Grid.aliased`) use the PyTorch path.
 
-    Study: the WS / AS losses of Truong & Hasson (STUDIES.md §1).
+    Study: the WS / AS losses of Truong & Hasson (Truong & Hasson, arXiv:2508.00043).
     """
     if distance not in METRIC_CODES:
         raise ValueError(f"distance must be one of {tuple(METRIC_CODES)}, got {distance!r}")

@@ -1,4 +1,4 @@
-r"""Robustness evaluation of the HaH study (Cekic et al., STUDIES.md §3): PGD attacks in ℓ∞ and
+r"""Robustness evaluation of the HaH study (Cekic et al., Cekic et al., arXiv:2202.13074): PGD attacks in ℓ∞ and
 ℓ2, Gaussian-noise accuracy, and activation sparsity statistics.
 
 Images live in [0, 1] (put :class:`torchtopo.data.Normalize` first in the model); ε is in that

@@ -26,8 +26,11 @@ __all__ = [
     "Normalize",
 ]
 
+#: Mean and standard deviation of MNIST pixels in [0, 1] (the normalisation of Truong & Hasson).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+#: Per-channel mean of CIFAR-10 pixels in [0, 1].
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+#: Per-channel standard deviation of CIFAR-10 pixels in [0, 1].
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 _SPLIT_SEED = 20240801
@@ -59,7 +62,7 @@ def mnist_sample_tensors(split: str = "train", *, normalize: bool = True) -> Tup
 
     Args:
         split: ``"train"`` (4,000), ``"test"`` (1,000) or ``"all"`` (5,000, file order).
-        normalize: if True, ``(x - 0.1307) / 0.3081`` (the MNIST normalisation of STUDIES.md §1);
+        normalize: if True, ``(x - 0.1307) / 0.3081`` (the MNIST normalisation of Truong & Hasson, arXiv:2508.00043);
             else pixels in [0, 1].
 
     Returns:

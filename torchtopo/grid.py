@@ -1,7 +1,7 @@
 """Geometry of a topographic sheet: units laid out on a 2-D grid.
 
 Units are numbered in row-major order: unit ``k`` sits at row ``k // width`` and column
-``k % width`` (Truong & Hasson's 11×11 ``fc1`` sheet, STUDIES.md §1).  Two distinct units are
+``k % width`` (the 11×11 ``fc1`` sheet of Truong & Hasson, arXiv:2508.00043).  Two distinct units are
 neighbours when their grid distance is at most ``radius`` under ``metric``:
 
 * ``"chebyshev"``: ``max(|Δr|, |Δc|)`` (radius 1 gives the 8-unit Moore neighbourhood),

@@ -1,7 +1,7 @@
 r"""Sparse, strong activations: the HaH block, its Hebbian/anti-Hebbian cost, and GDN.
 
 Cekic, Bakiskan & Madhow, "Neuro-inspired deep neural networks with sparse, strong activations"
-(ICIP 2022, arXiv 2202.13074), STUDIES.md §3.  In a few lines::
+(ICIP 2022, arXiv 2202.13074), Cekic et al., arXiv:2202.13074.  In a few lines::
 
     model = tt.to_hah(torchvision.models.vgg16_bn(num_classes=10), n_blocks=6)
     reg = tt.attach(model, tt.hebbian_terms(model, tt.PAPER_HEBBIAN_STRENGTHS))
@@ -36,7 +36,7 @@ __all__ = [
     "PAPER_HEBBIAN_STRENGTHS",
 ]
 
-#: α of the HaH cost on the first six VGG16 conv layers in Cekic et al. (STUDIES.md §3).
+#: α of the HaH cost on the first six VGG16 conv layers in Cekic et al. (arXiv:2202.13074).
 PAPER_HEBBIAN_STRENGTHS: Tuple[float, ...] = (0.0045, 0.0025, 0.0013, 0.001, 0.0008, 0.0005)
 
 
@@ -51,7 +51,7 @@ class NormalizedConv2d(nn.Conv2d):
     the norm over in-channels × kernel, ε = 1e-6.  The stored ``weight`` is unconstrained;
     gradients flow through the division, so the output is invariant to rescaling a filter.
     Same constructor as ``nn.Conv2d`` (every ``padding_mode`` works), except that ``bias``
-    defaults to False, as in the paper.  Study: Cekic et al., STUDIES.md §3.
+    defaults to False, as in the paper.  Study: Cekic et al., Cekic et al., arXiv:2202.13074.
 
     Shapes: ``(B, C_in, H, W)`` → ``(B, C_out, H', W')`` as ``nn.Conv2d``.
     """
@@ -122,7 +122,7 @@ class NormalizedConv2d(nn.Conv2d):
 
 
 class DivisiveNorm(nn.Module):
-    r"""The HaH divisive normalisation (Cekic et al., STUDIES.md §3); no parameters.
+    r"""The HaH divisive normalisation (Cekic et al., Cekic et al., arXiv:2202.13074); no parameters.
 
     .. math::
 
@@ -155,7 +155,7 @@ class FractionalThreshold(nn.Module):
 
     Per image and channel, values above the k-th smallest survive,
     :math:`k = \lfloor (1 - r) H W\rfloor`; see :func:`torchtopo.functional.fractional_threshold`.
-    Shapes: ``(B, C, H, W)`` → same.  Study: Cekic et al., STUDIES.md §3.
+    Shapes: ``(B, C, H, W)`` → same.  Study: Cekic et al., Cekic et al., arXiv:2202.13074.
 
     Args:
         keep: r ∈ (0, 1] (paper 0.2; the released package's 0.1 is not the paper's).
@@ -190,7 +190,7 @@ class _LowerBound(torch.autograd.Function):
 
 
 class GDN(nn.Module):
-    r"""Generalized divisive normalisation (Ballé et al.; STUDIES.md §3), or its inverse.
+    r"""Generalized divisive normalisation (Ballé et al.; Cekic et al., arXiv:2202.13074), or its inverse.
 
     .. math::
 
@@ -262,7 +262,7 @@ class HaHActivation(nn.Sequential):
 
 
 class HaHBlock(nn.Module):
-    r"""The HaH block of Cekic et al. (STUDIES.md §3), replacing conv → BatchNorm → ReLU:
+    r"""The HaH block of Cekic et al. (arXiv:2202.13074), replacing conv → BatchNorm → ReLU:
 
     ``conv`` (:class:`NormalizedConv2d`, no bias) → ReLU → :class:`DivisiveNorm` (σ) →
     :class:`FractionalThreshold` (keep).  Attach :class:`HebbianLoss` to ``block.conv``.
@@ -292,7 +292,7 @@ class HaHBlock(nn.Module):
 
 # ----------------------------------------------------------------------------- the term
 class HebbianLoss(Term):
-    r"""The Hebbian/anti-Hebbian term (Cekic et al., STUDIES.md §3) for :func:`torchtopo.attach`.
+    r"""The Hebbian/anti-Hebbian term (Cekic et al., Cekic et al., arXiv:2202.13074) for :func:`torchtopo.attach`.
 
     Attach it to a convolution (``nn.Conv2d`` or :class:`NormalizedConv2d`; in a HaH block the
     block's ``conv``).  Its loss is :math:`-H(z)`, ``z`` the layer's output and H
@@ -383,7 +383,7 @@ def to_hah(
     skip: Optional[Callable[[str, nn.Conv2d], bool]] = None,
 ) -> nn.Module:
     """Turn the first ``n_blocks`` conv blocks of a VGG/ResNet-style model into HaH blocks, in
-    place (STUDIES.md §3).
+    place (Cekic et al., arXiv:2202.13074).
 
     Convolutions are visited in registration order (``model.named_modules()``), skipping
     residual projections (modules under ``downsample`` / ``shortcut``; change with ``skip``).

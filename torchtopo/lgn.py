@@ -1,4 +1,4 @@
-"""An LGN pre-filter and a convolution with learned lateral connections (STUDIES.md §4).
+"""An LGN pre-filter and a convolution with learned lateral connections (Bertoni et al., Front. Comput. Neurosci. 2021).
 
 Bertoni, Montobbio, Sarti & Citti, "Emergence of Lie symmetries in functional architectures
 learned by CNNs" (Front. Comput. Neurosci. 2021), after LGN-CNN (Bertoni, Citti & Sarti, Neural
@@ -176,7 +176,7 @@ class LateralConv2d(nn.Module):
     :math:`\dot h = -h + h_0 + K \star h` (``rate=1`` is ``"recurrent"``); ``"diffusion"`` is the
     KerCNN form (the lateral kernel applied as a diffusion to post-ReLU activations).
 
-    **Unconfirmed (STUDIES.md §4):** the exact update rule, the number of steps T and the kernel
+    **Unconfirmed (Bertoni et al., Front. Comput. Neurosci. 2021):** the exact update rule, the number of steps T and the kernel
     sizes are not given in the paper; ``"recurrent"`` is the documented faithful default, the
     other forms and all sizes are options.  Also a choice of this implementation: ``K`` starts at
     zero (``lateral_init="zeros"``) so that whatever structure it has after training was learned,

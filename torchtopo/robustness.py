@@ -7,7 +7,7 @@ first in the model).
 Corruptions (:func:`corrupt`):
 
 * ``"white"``, ``"pink"``, ``"salt_and_pepper"`` — the input degradations of Truong & Hasson
-  (STUDIES.md §1); severity is the noise SD σ or the pixel fraction p (a float, e.g.
+  (Truong & Hasson, arXiv:2508.00043); severity is the noise SD σ or the pixel fraction p (a float, e.g.
   0.01 … 0.2).
 * the 15 common corruptions of ImageNet-C (Hendrycks & Dietterich, ICLR 2019), listed in
   :data:`COMMON_CORRUPTIONS`, severity an int 1 … 5, re-implemented in batched torch with the
@@ -19,7 +19,7 @@ Corruptions (:func:`corrupt`):
 
 Weights: :func:`perturb_weights` (a context manager that restores the weights bit-exactly),
 :func:`evaluate_corruptions`, :func:`evaluate_weight_noise` (accuracy change and the cosine
-similarity of the readout's class-weight RSM before and after, STUDIES.md §1).
+similarity of the readout's class-weight RSM before and after, Truong & Hasson, arXiv:2508.00043).
 """
 from __future__ import annotations
 
@@ -45,7 +45,9 @@ __all__ = [
     "evaluate_weight_noise",
 ]
 
+#: The noises of Truong & Hasson; their severity is σ or p, a float.
 NOISE_CORRUPTIONS: Tuple[str, ...] = ("white", "pink", "salt_and_pepper")
+#: The 15 common corruptions (ImageNet-C names); their severity is an int from 1 to 5.
 COMMON_CORRUPTIONS: Tuple[str, ...] = (
     "gaussian_noise",
     "shot_noise",
@@ -63,6 +65,7 @@ COMMON_CORRUPTIONS: Tuple[str, ...] = (
     "pixelate",
     "jpeg_compression",
 )
+#: Every kind :func:`corrupt` accepts.
 CORRUPTIONS: Tuple[str, ...] = NOISE_CORRUPTIONS + COMMON_CORRUPTIONS
 
 # ImageNet-C severity parameters (Hendrycks & Dietterich 2019), severities 1..5.
@@ -265,7 +268,7 @@ def pink_noise(
     so that its power spectrum is :math:`\propto 1/f^{\alpha}` (amplitude divided by
     :math:`f^{\alpha/2}`, DC removed), then z-scored over the image (population SD).
 
-    ``exponent`` α = 1 is pink (1/f power: the default, as STUDIES.md §1 specifies); α = 2 is
+    ``exponent`` α = 1 is pink (1/f power: the default, as Truong & Hasson, arXiv:2508.00043 specifies); α = 2 is
     brown noise — what Truong & Hasson's released code produces by dividing the *amplitude* by f.
 
     Args:
@@ -354,7 +357,7 @@ def corrupt(
 ) -> Tensor:
     r"""Corrupt a batch of images in [0, 1]; the result is clamped to [0, 1].
 
-    **Noise of Truong & Hasson** (STUDIES.md §1; ``severity`` a float ≥ 0):
+    **Noise of Truong & Hasson** (Truong & Hasson, arXiv:2508.00043; ``severity`` a float ≥ 0):
 
     * ``"white"``: :math:`x + \sigma\,\epsilon`, :math:`\epsilon \sim N(0, 1)` per pixel and channel.
     * ``"pink"``: :math:`x + \sigma\,n`, n from :func:`pink_noise` (per image and channel,
@@ -642,7 +645,7 @@ def perturb_weights(
     .. math:: w \leftarrow w + \sigma\,\epsilon,\quad \epsilon \sim N(0, 1)
               \qquad(\text{or } \sigma \cdot \mathrm{SD}(w)\,\epsilon \text{ with } relative)
 
-    The weight-perturbation test of Truong & Hasson (STUDIES.md §1): noise on the topographic
+    The weight-perturbation test of Truong & Hasson (arXiv:2508.00043): noise on the topographic
     layer only (``modules="fc1"``) or on all layers (default).  The original values are
     copied before and written back afterwards (``copy_``), so the weights are bit-exactly
     restored even if the block raises.
@@ -760,7 +763,7 @@ def evaluate_corruptions(
         data: (x, y) tensors, a Dataset or a DataLoader of images in [0, 1] and labels.
         kinds: corruption kinds (:data:`CORRUPTIONS`).
         severities: a list used for every kind, or ``{kind: list}``; default
-            (0.01, 0.05, 0.1, 0.15, 0.2) for the noise kinds (STUDIES.md §1) and 1 … 5 for the
+            (0.01, 0.05, 0.1, 0.15, 0.2) for the noise kinds (Truong & Hasson, arXiv:2508.00043) and 1 … 5 for the
             common corruptions.
         seed: base seed.
         corrupt_kwargs: passed to :func:`corrupt` (e.g. ``exponent``).
@@ -817,7 +820,7 @@ def evaluate_weight_noise(
     batch_size: int = 128,
     device: Optional[Union[str, torch.device]] = None,
 ) -> Dict[str, Any]:
-    r"""Robustness to Gaussian weight noise (Truong & Hasson, STUDIES.md §1).
+    r"""Robustness to Gaussian weight noise (Truong & Hasson, arXiv:2508.00043).
 
     For each σ and ``repeats`` noise draws (:func:`perturb_weights`): (a) the accuracy change
     from the clean model, and (b) the cosine similarity between the readout's class-weight RSM

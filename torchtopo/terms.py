@@ -1,4 +1,4 @@
-"""Topographic regularization terms for :func:`torchtopo.attach` (STUDIES.md §1)."""
+"""Topographic regularization terms for :func:`torchtopo.attach` (Truong & Hasson, arXiv:2508.00043)."""
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple

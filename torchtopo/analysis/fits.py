@@ -1,4 +1,4 @@
-"""Parametric fits of learned filters: Laplacian of Gaussian (ℓ0) and Gabor (ℓ1), STUDIES.md §4.
+"""Parametric fits of learned filters: Laplacian of Gaussian (ℓ0) and Gabor (ℓ1), Bertoni et al., Front. Comput. Neurosci. 2021.
 
 Both fits are vectorised over any number of filters: every filter is an independent non-linear
 least-squares problem, solved together by a batched Levenberg–Marquardt iteration (each filter
@@ -276,7 +276,7 @@ def fit_log(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[st
 def gabor_kernel(size, *, orientation: float, frequency: float, sigma_x: float, sigma_y: float,
                  phase: float = 0.0, amplitude: float = 1.0, center=(0.0, 0.0), offset: float = 0.0,
                  dtype=torch.float32, device=None) -> Tensor:
-    r"""A Gabor kernel, the model that :func:`fit_gabor` fits (STUDIES.md §2's form, unnormalised).
+    r"""A Gabor kernel, the model that :func:`fit_gabor` fits (Barbulescu et al., arXiv:2310.10575's form, unnormalised).
 
     .. math::
 

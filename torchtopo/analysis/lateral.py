@@ -1,4 +1,4 @@
-r"""Analyses of a learned lateral kernel K over (channel, space), STUDIES.md §4.
+r"""Analyses of a learned lateral kernel K over (channel, space), Bertoni et al., Front. Comput. Neurosci. 2021.
 
 Bertoni, Montobbio, Sarti & Citti (2021) report that the lateral kernel learned between Gabor-like
 first-layer filters is orientation-selective (filters with similar preferred orientations are

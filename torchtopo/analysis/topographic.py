@@ -1,4 +1,4 @@
-r"""Evaluations of topographic layers (Truong & Hasson, STUDIES.md §1), as library calls.
+r"""Evaluations of topographic layers (Truong & Hasson, arXiv:2508.00043), as library calls.
 
 Every function is batched and torch-native: it runs on the device of its input and never loops
 over units, pairs or pixels in Python.  Activations are laid out ``(S, N)``: S stimuli (rows),
@@ -212,7 +212,7 @@ def morans_i(maps: Tensor, grid: Optional[GridLike] = None) -> Tensor:
         \qquad z = x - \bar x,\quad W = \sum_{ij} w_{ij}
 
     with :math:`w_{ij} = 1` when units i and j are neighbours on ``grid`` (8 neighbours for the
-    default Chebyshev radius-1 grid, as in Truong & Hasson, STUDIES.md §1) and 0 otherwise.
+    default Chebyshev radius-1 grid, as in Truong & Hasson, arXiv:2508.00043) and 0 otherwise.
     I ≈ 1 for a smooth map, ≈ −1/(N−1) (near 0) for spatial noise, negative for a checkerboard.
 
     Args:
@@ -307,7 +307,7 @@ def correlation_vs_distance(
     For every unordered pair i < j (both units alive) the Pearson r over stimuli
     (:func:`correlation_matrix`) and the Euclidean sheet distance
     :math:`d_{ij} = \lVert p_i - p_j \rVert_2` are computed; the curve is the mean (and SD) of r
-    per distance bin.  Truong & Hasson (STUDIES.md §1) plot this curve and the histogram of r
+    per distance bin.  Truong & Hasson (arXiv:2508.00043) plot this curve and the histogram of r
     (WS: high r decaying smoothly with distance; AS: a bimodal distribution).
 
     Args:
@@ -380,7 +380,7 @@ def unit_entropy(activations: Tensor, *, bins: int = 32, base: float = 2.0) -> T
     r"""Shannon entropy of each unit's binned activations over the stimuli.
 
     Each unit's values are split into ``bins`` equal-width bins between *its own* min and max
-    (STUDIES.md §1: entropy of the binned pre-ReLU activations), :math:`p_b` the share of stimuli
+    (Truong & Hasson, arXiv:2508.00043: entropy of the binned pre-ReLU activations), :math:`p_b` the share of stimuli
     in bin b, and
 
     .. math:: H = -\sum_b p_b \log p_b
@@ -432,7 +432,7 @@ def percent_zero(activations: Tensor, *, pre_relu: bool = False) -> Tensor:
 
 def input_sensitivity(activations: Tensor) -> Tensor:
     r"""Input sensitivity of each unit: the variance of its activation across stimuli
-    (STUDIES.md §1), :math:`\frac{1}{S-1}\sum_s (a_{si} - \bar a_i)^2`.
+    (Truong & Hasson, arXiv:2508.00043), :math:`\frac{1}{S-1}\sum_s (a_{si} - \bar a_i)^2`.
 
     Returns:
         (N,) variances.
@@ -451,7 +451,7 @@ def effective_dimensionality(x: Tensor, *, center: bool = True) -> Tensor:
     with :math:`\lambda_k` the eigenvalues of :math:`\frac{1}{S-1} X_c^\top X_c` (``X_c`` the
     column-centred data); computed from the singular values of ``X_c``.  PR ranges from 1
     (rank-1 data) to D (isotropic data).  Used by Truong & Hasson on the fc1 activations and on
-    the fc1 weight matrix (STUDIES.md §1).
+    the fc1 weight matrix (Truong & Hasson, arXiv:2508.00043).
 
     Args:
         x: (S, D) — rows are samples (stimuli, or the weight rows of the units).
@@ -477,7 +477,7 @@ def selectivity(activations: Tensor, labels: Tensor, num_classes: Optional[int] 
     .. math:: d'_{ci} = \frac{\mu_{ci} - \mu_{\bar c i}}{\sqrt{(\sigma_{ci}^2 + \sigma_{\bar c i}^2)/2}}
 
     with μ, σ² the mean and (unbiased) variance of unit i's activation over the stimuli of class
-    c and over all the other stimuli (STUDIES.md §1, "expert units").  The denominator is
+    c and over all the other stimuli (Truong & Hasson, arXiv:2508.00043, "expert units").  The denominator is
     clamped at ``eps`` (a unit that is constant within both groups gets a large finite d′, or 0
     if the means are equal too).
 
@@ -570,7 +570,7 @@ def expert_units(
     r"""Expert units: units whose d′ for a class exceeds ``threshold``, and how clustered they are.
 
     A unit is an expert for class c when :math:`d'_{ci} > \text{threshold}` (Truong & Hasson,
-    STUDIES.md §1; the paper's threshold is **unconfirmed**, default 1.0).
+    Truong & Hasson, arXiv:2508.00043; the paper's threshold is **unconfirmed**, default 1.0).
 
     Args:
         dprime: (C, N) from :func:`selectivity`.
@@ -697,7 +697,7 @@ def orientation_tuning(
               \mathrm{OSI} = \frac{R_{pref} - R_{orth}}{R_{pref} + R_{orth}}
 
     with :math:`R_{orth} = R(\theta_{pref} + 90°)` (nearest sampled orientation), as in Truong &
-    Hasson's orientation probe (STUDIES.md §1).  OSI is 0 where R_pref + R_orth = 0.
+    Hasson's orientation probe (Truong & Hasson, arXiv:2508.00043).  OSI is 0 where R_pref + R_orth = 0.
 
     Args:
         model, layer: the network and the layer (or its name) to read.
@@ -817,7 +817,7 @@ def symmetry_selectivity(
 ) -> Tensor:
     r"""Symmetry preference of each unit: d′ of its responses to mirror-symmetric versus
     asymmetric patterns (:func:`symmetry_stimuli`), d′ as in :func:`selectivity`
-    (positive: prefers symmetric).  The symmetry probe of Truong & Hasson (STUDIES.md §1).
+    (positive: prefers symmetric).  The symmetry probe of Truong & Hasson (arXiv:2508.00043).
 
     Returns:
         (N,) d′ values.
@@ -884,7 +884,7 @@ def eccentricity_tuning(
 ) -> Dict[str, Tensor]:
     r"""Responses of a layer's units to a blob at increasing eccentricity
     (:func:`eccentricity_stimuli`), averaged over polar angles: the eccentricity probe of
-    Truong & Hasson (STUDIES.md §1).
+    Truong & Hasson (arXiv:2508.00043).
 
     Returns:
         dict with ``"eccentricity"`` (E,), ``"responses"`` (E, N), ``"preferred"`` (N,) the

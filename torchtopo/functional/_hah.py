@@ -1,4 +1,4 @@
-r"""Hebbian/anti-Hebbian (HaH) costs and divisive normalisation as pure functions (STUDIES.md §3).
+r"""Hebbian/anti-Hebbian (HaH) costs and divisive normalisation as pure functions (Cekic et al., arXiv:2202.13074).
 
 Cekic, Bakiskan & Madhow, "Neuro-inspired deep neural networks with sparse, strong activations"
 (ICIP 2022, arXiv 2202.13074).  The HaH block replaces conv → BatchNorm → ReLU in the first layers
@@ -116,7 +116,7 @@ def normalized_weight(weight: Tensor, eps: float = 1e-6) -> Tensor:
 
     Args:
         weight: ``(C_out, C_in / groups, kH, kW)`` (any shape whose first dim is the filters).
-        eps: added to the norm (STUDIES.md §3: 1e-6).
+        eps: added to the norm (Cekic et al., arXiv:2202.13074: 1e-6).
 
     Returns:
         a tensor of ``weight``'s shape.
@@ -176,7 +176,7 @@ def normalized_conv2d(
 
 # ----------------------------------------------------------------------------- divisive norm
 def divisive_norm(x: Tensor, *, sigma: float = 0.1, window: int = 3, eps: float = 1e-7) -> Tensor:
-    r"""The HaH divisive normalisation (Cekic et al., STUDIES.md §3).
+    r"""The HaH divisive normalisation (Cekic et al., Cekic et al., arXiv:2202.13074).
 
     A local field shared by all channels, mixed with its per-image maximum:
 
@@ -258,7 +258,7 @@ def hebbian_k(channels: int, k_ratio: float) -> int:
 
 
 def hebbian_cost(z: Tensor, *, k_ratio: float = 0.1, demote: float = 0.1, dim: int = 1) -> Tensor:
-    r"""The Hebbian/anti-Hebbian (HaH) cost H of a layer's output (Cekic et al., STUDIES.md §3).
+    r"""The Hebbian/anti-Hebbian (HaH) cost H of a layer's output (Cekic et al., Cekic et al., arXiv:2202.13074).
 
     After a ReLU, at every image and position the C channels are split into the top
     :math:`K = \lceil \rho C\rceil` and the rest:
@@ -311,7 +311,7 @@ def hebbian_cost(z: Tensor, *, k_ratio: float = 0.1, demote: float = 0.1, dim: i
 
 # ----------------------------------------------------------------------------- GDN
 def gdn(x: Tensor, beta: Tensor, gamma: Tensor, *, inverse: bool = False) -> Tensor:
-    r"""Generalized divisive normalisation (Ballé et al.; STUDIES.md §3).
+    r"""Generalized divisive normalisation (Ballé et al.; Cekic et al., arXiv:2202.13074).
 
     .. math::
 

@@ -1,4 +1,4 @@
-"""Topographic losses as pure functions (STUDIES.md §1).
+"""Topographic losses as pure functions (Truong & Hasson, arXiv:2508.00043).
 
 All of them reduce to one primitive: the mean, over the unordered neighbour pairs (i, j) of a
 :class:`~torchtopo.Grid`, of a distance d(v_i, v_j) between the units' vectors.  A unit's vector
@@ -14,7 +14,7 @@ activations (B, N)                 (B, H, W, 1)       the column: B responses
 activations (B, C, h, w)           (B, H, W, h·w)     B·h·w responses of channel c
 =================================  =================  =========================
 
-The distances (STUDIES.md §1, eps = 1e-8):
+The distances (Truong & Hasson, arXiv:2508.00043, eps = 1e-8):
 
 * ``"euclidean"``: ‖x − y‖₂ (not squared; its gradient at x = y is taken as 0),
 * ``"sqeuclidean"``: ‖x − y‖₂²,
@@ -43,6 +43,7 @@ __all__ = [
     "resolve_backend",
 ]
 
+#: The distances the topographic losses accept (see the module docstring for their formulas).
 DISTANCES = ("euclidean", "sqeuclidean", "cosine", "correlation")
 BACKENDS = ("auto", "torch", "triton")
 EPS = 1e-8
@@ -434,7 +435,7 @@ def weight_similarity(
     backend: Optional[str] = None,
     check_finite: bool = False,
 ) -> Tensor:
-    r"""Weight-Similarity (WS) loss of Truong & Hasson (STUDIES.md §1).
+    r"""Weight-Similarity (WS) loss of Truong & Hasson (arXiv:2508.00043).
 
     .. math:: S_{WS}(W) = \frac{1}{|P|} \sum_{(i, j) \in P} d(w_i, w_j)
 
@@ -482,7 +483,7 @@ def activation_similarity(
     backend: Optional[str] = None,
     check_finite: bool = False,
 ) -> Tensor:
-    r"""Activation-Similarity (AS) loss (STUDIES.md §1; the AS training code of Truong & Hasson
+    r"""Activation-Similarity (AS) loss (Truong & Hasson, arXiv:2508.00043; the AS training code
     is not released, this is the natural reading of the paper).
 
     .. math:: S_{AS}(A) = \frac{1}{|P|} \sum_{(i, j) \in P} d(a_{:, i}, a_{:, j})

@@ -1,4 +1,4 @@
-"""The HaH study's architectures (Cekic et al., STUDIES.md §3)."""
+"""The HaH study's architectures (Cekic et al., Cekic et al., arXiv:2202.13074)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -49,7 +49,7 @@ def vgg16_hah(
     cfg: Sequence = VGG16_CFG,
 ) -> VGG:
     """VGG16 for 32 × 32 CIFAR-10 with HaH blocks on the first ``hah_layers`` convolutions
-    (Cekic et al., STUDIES.md §3: conv1–6, 64, 64, 128, 128, 256, 256 channels).
+    (Cekic et al., Cekic et al., arXiv:2202.13074: conv1–6, 64, 64, 128, 128, 256, 256 channels).
 
     The 13 convolutions are 3 × 3 with padding 1; the HaH ones are ``NormalizedConv2d`` (no bias)
     → ReLU → DivisiveNorm(σ) → FractionalThreshold(keep), the others conv → BatchNorm → ReLU; a

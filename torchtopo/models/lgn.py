@@ -1,5 +1,5 @@
 """LGN-CNN: an LGN filter, a first layer with learned lateral connections, a small classifier
-(STUDIES.md §4)."""
+(Bertoni et al., Front. Comput. Neurosci. 2021)."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -63,7 +63,7 @@ def lgn_cnn(
         MaxPool2d(2)
         global average pool → Dropout(dropout) → Linear(hidden, num_classes)
 
-    **Unconfirmed choices (STUDIES.md §4):** the paper confirms ℓ0 (one filter) and ℓ1 (filters
+    **Unconfirmed choices (Bertoni et al., Front. Comput. Neurosci. 2021):** the paper confirms ℓ0 (one filter) and ℓ1 (filters
     with a lateral kernel over channel × space); the kernel sizes (7, 7, 5), the 32 ℓ1 filters,
     T = 3 recurrent steps, and the classifier after ℓ1 (one 3 × 3 conv block, pooling, a linear
     read-out) are this library's choices, kept small so that the emergence example trains on a

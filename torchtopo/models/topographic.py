@@ -1,4 +1,4 @@
-"""The CNNs of Truong & Hasson (STUDIES.md §1)."""
+"""The CNNs of Truong & Hasson (arXiv:2508.00043)."""
 from __future__ import annotations
 
 from torch import Tensor, nn

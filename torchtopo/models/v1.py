@@ -1,4 +1,4 @@
-"""VOneResNet18 (STUDIES.md §2): a :class:`~torchtopo.V1Front` + 1×1 bottleneck + ResNet-18 from
+"""VOneResNet18 (Barbulescu et al., arXiv:2310.10575): a :class:`~torchtopo.V1Front` + 1×1 bottleneck + ResNet-18 from
 ``layer1`` on."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""A V1-like front-end (issue 5): Gabor filter bank with biologically sampled receptive fields.
+"""A V1-like front-end: Gabor filter bank with biologically sampled receptive fields.
 
-STUDIES.md §2 (VOneNet; Barbulescu, Marques & Oliveira 2023).  :class:`V1Front` is the module,
+Barbulescu et al., arXiv:2310.10575 (VOneNet; Barbulescu, Marques & Oliveira 2023).  :class:`V1Front` is the module,
 :func:`with_v1_front` puts it in front of a model, :mod:`torchtopo.v1.distributions` holds the
 primate receptive-field tables and samplers, :mod:`torchtopo.v1.analysis` the conformance report,
 filter plots, grating tuning and sub-population ablation.

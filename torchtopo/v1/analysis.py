@@ -1,4 +1,4 @@
-"""Analyses of a :class:`~torchtopo.v1.V1Front` (STUDIES.md §2, Barbulescu et al. 2023).
+"""Analyses of a :class:`~torchtopo.v1.V1Front` (Barbulescu et al., arXiv:2310.10575, Barbulescu et al. 2023).
 
 * :func:`conformance_report` — do the sampled receptive fields match the primate tables?
   (chi-square and Kolmogorov–Smirnov per parameter, the nx–SF copula correlation), and
@@ -86,7 +86,7 @@ def _tests(values: Tensor, dist: "D.BinnedDistribution") -> Dict[str, float]:
 
 def conformance_report(front: Union[V1Front, Mapping[str, Tensor]], *, sf_min: Optional[float] = None,
                        sf_max: Optional[float] = None, sf_table: Optional[str] = None) -> Dict[str, Dict[str, float]]:
-    """Compare a front's sampled parameters with the primate tables (STUDIES.md §2).
+    """Compare a front's sampled parameters with the primate tables (Barbulescu et al., arXiv:2310.10575).
 
     For each parameter the observed histogram on the table's bins is tested against the table's
     bin probabilities with Pearson's chi-square (``Σ (O − E)²/E``, ``dof = bins − 1``) and the

@@ -1,6 +1,6 @@
 """Receptive-field distributions of macaque V1 simple and complex cells, as data, and samplers.
 
-Every table below is a published histogram (STUDIES.md §2, Barbulescu, Marques & Oliveira 2023,
+Every table below is a published histogram (Barbulescu et al., arXiv:2310.10575, Barbulescu, Marques & Oliveira 2023,
 arXiv 2310.10575, who take them from VOneNet, Dapello et al. 2020).  The samplers draw Gabor
 parameters from them with a local :class:`torch.Generator` only (never the global RNG):
 

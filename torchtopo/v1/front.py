@@ -1,6 +1,6 @@
 """The V1-like front-end: a fixed bank of Gabor simple and complex cells with neuronal noise.
 
-STUDIES.md §2: VOneNet (Dapello et al. 2020) and Barbulescu, Marques & Oliveira (2023,
+Barbulescu et al., arXiv:2310.10575: VOneNet (Dapello et al. 2020) and Barbulescu, Marques & Oliveira (2023,
 arXiv 2310.10575).  Unlike the reference implementation, each filter is computed on the one input
 channel it reads (a grouped convolution), the quadrature filter only for complex cells, the kernel
 size follows each envelope, noise is off in ``eval()`` unless asked for, and every random draw
@@ -22,7 +22,7 @@ __all__ = ["V1Front", "gabor_kernels", "envelope_half_width", "ENVELOPE_SIGMAS",
 
 #: A kernel covers an envelope when its half-width reaches this many σ of the envelope's extent
 #: along x and y; with it, ≈ 1/3 of a biologically sampled bank is truncated by VOneNet's 25-px
-#: kernel at 224 px / 8° (the share STUDIES.md §2 quotes).
+#: kernel at 224 px / 8° (the share Barbulescu et al., arXiv:2310.10575 quotes).
 ENVELOPE_SIGMAS: float = 2.0
 
 #: Names of the sampled parameters, in ``front.params`` order.
@@ -59,7 +59,7 @@ def gabor_kernels(sf_cyc_px: Tensor, theta_deg: Tensor, phase_deg: Tensor, nx: T
     ``x′ = x cos θ + y sin θ``, ``y′ = −x sin θ + y cos θ``; ``x`` runs to the right along the
     columns and ``y`` *up* along the rows, both measured from the kernel centre ``(k − 1)/2``, so
     θ is the direction of the carrier's wave vector counter-clockwise from the image's horizontal
-    (θ = 0: vertical stripes).  σx = nx/f, σy = ny/f (STUDIES.md §2).
+    (θ = 0: vertical stripes).  σx = nx/f, σy = ny/f (Barbulescu et al., arXiv:2310.10575).
 
     Args:
         sf_cyc_px: spatial frequency f in cycles/pixel, shape ``(M,)``.
@@ -134,7 +134,7 @@ class V1Front(nn.Module):
     zero padding ``k // 2``, ``stride``).  Simple cells give ``ReLU(q0)``, complex cells
     ``√(q0² + q1²)/√2``; the rates are ``r = k_exc · [simple, complex]``.  Spatial frequency is
     sampled in cycles/degree and converted with ``ppd = image_size / visual_degrees``:
-    ``f = sf_cpd / ppd`` cycles/pixel, ``σx = nx/f``, ``σy = ny/f`` (STUDIES.md §2).
+    ``f = sf_cpd / ppd`` cycles/pixel, ``σx = nx/f``, ``σy = ny/f`` (Barbulescu et al., arXiv:2310.10575).
 
     **Noise** (in ``train()``, and in ``eval()`` only if ``stochastic_eval``):
 
@@ -303,7 +303,7 @@ class V1Front(nn.Module):
     @classmethod
     def imagenet(cls, **overrides: Any) -> "V1Front":
         """VOneNet's ImageNet front: 224 px / 8°, kernel 25, stride 4, 256 + 256 cells, sf_max 9
-        c/deg, the all-cells SF table (STUDIES.md §2).  Keyword arguments override."""
+        c/deg, the all-cells SF table (Barbulescu et al., arXiv:2310.10575).  Keyword arguments override."""
         kw: Dict[str, Any] = dict(image_size=224, visual_degrees=8.0, kernel_size=25, stride=4,
                                   simple_channels=256, complex_channels=256, sf_max=9.0, sf_table="all")
         kw.update(overrides)

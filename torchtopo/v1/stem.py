@@ -1,4 +1,4 @@
-"""Putting a :class:`~torchtopo.v1.V1Front` in front of a model (STUDIES.md §2)."""
+"""Putting a :class:`~torchtopo.v1.V1Front` in front of a model (Barbulescu et al., arXiv:2310.10575)."""
 from __future__ import annotations
 
 from collections import OrderedDict
