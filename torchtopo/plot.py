@@ -44,6 +44,24 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.name == "nt")
 
 
+
+def _axes(ax, figsize):
+    """``(fig, ax)``: a new figure when ``ax`` is None, else ``(None, ax)``."""
+    if ax is not None:
+        return None, ax
+    return _plt().subplots(figsize=figsize)
+
+
+def _finish(fig, ax, title: Optional[str]):
+    """Title and legend; lay out only a figure made here (a caller's figure is left alone)."""
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    if fig is None:
+        return ax.figure
+    fig.tight_layout()
+    return fig
+
 def _np(t: Any):
     if isinstance(t, Tensor):
         return t.detach().float().cpu().numpy()
@@ -115,10 +133,7 @@ def correlation_vs_distance(curves: Mapping[str, Mapping[str, Tensor]], *, ax=No
         curves: ``{label: result}``, each result from
             :func:`torchtopo.analysis.correlation_vs_distance`.
     """
-    plt = _plt()
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = _axes(ax, (4.5, 3.2))
     for label, c in curves.items():
         d, mu, sd = _np(c["distance"]), _np(c["mean"]), _np(c["std"])
         ax.plot(d, mu, marker=".", label=str(label))
@@ -126,32 +141,17 @@ def correlation_vs_distance(curves: Mapping[str, Mapping[str, Tensor]], *, ax=No
     ax.set_xlabel("distance on the grid (units)")
     ax.set_ylabel("response correlation r")
     ax.axhline(0, color="k", lw=0.5)
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
-        return ax.figure
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def correlation_histogram(values: Mapping[str, Tensor], *, bins: int = 40, ax=None, title: Optional[str] = None):
     """Histograms (densities) of pairwise unit correlations, one per model (``{label: r}``)."""
-    plt = _plt()
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = _axes(ax, (4.5, 3.2))
     for label, r in values.items():
         ax.hist(_np(r).ravel(), bins=bins, range=(-1, 1), density=True, histtype="step", lw=1.5, label=str(label))
     ax.set_xlabel("pairwise response correlation r")
     ax.set_ylabel("density")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
-        return ax.figure
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def accuracy_vs_severity(
@@ -167,23 +167,14 @@ def accuracy_vs_severity(
     Args:
         series: ``{label: (x, y)}`` or ``{label: (x, y, yerr)}``.
     """
-    plt = _plt()
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = _axes(ax, (4.5, 3.2))
     for label, s in series.items():
         x, y = list(s[0]), list(s[1])
         yerr = list(s[2]) if len(s) > 2 and s[2] is not None else None
         ax.errorbar(x, y, yerr=yerr, marker="o", ms=3, capsize=2, label=str(label))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
-        return ax.figure
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def metric_vs_strength(
@@ -196,10 +187,7 @@ def metric_vs_strength(
 ):
     """A metric against the regularization strength λ (log x-axis), one line per method, with
     the control's mean ± SD as a horizontal band."""
-    plt = _plt()
-    fig = None
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    fig, ax = _axes(ax, (4.2, 3.0))
     for label, s in series.items():
         yerr = list(s[2]) if len(s) > 2 and s[2] is not None else None
         ax.errorbar(list(s[0]), list(s[1]), yerr=yerr, marker="o", ms=3, capsize=2, label=str(label))
@@ -218,13 +206,7 @@ def metric_vs_strength(
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("λ")
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    if fig is None:  # drawing into the caller's axes: leave its figure's layout alone
-        return ax.figure
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def expert_map(
