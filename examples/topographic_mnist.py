@@ -370,7 +370,7 @@ def fmt_cell(m, sd, n, f="{:.3f}"):
 
 
 def table(summary, conds, keys, fmt) -> str:
-    head = "| condition | n | " + " | ".join(keys) + " |"
+    head = "| condition | n | " + " | ".join(f"`{k}`" for k in keys) + " |"  # code spans: no stray italics
     rows = [head, "|---|---|" + "---|" * len(keys)]
     for c in conds:
         s = summary.get(c["name"])
