@@ -22,6 +22,8 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..plot import _plt
+
 __all__ = [
     "lateral_selectivity",
     "association_field",
@@ -280,13 +282,8 @@ def plot_lateral_selectivity(result: Dict[str, Tensor], ax=None, *, label: Optio
     Returns:
         the matplotlib Figure.
     """
-    import matplotlib
-
     if ax is None:
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.5, 3.5))
+        fig, ax = _plt().subplots(figsize=(4.5, 3.5))
     else:
         fig = ax.figure
     x = result["bin_centers"].cpu().numpy()
@@ -321,13 +318,8 @@ def plot_association_field(field: Dict[str, Tensor], ax=None, *, threshold: floa
     Returns:
         the matplotlib Figure.
     """
-    import matplotlib
-
     if ax is None:
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.2, 4.2))
+        fig, ax = _plt().subplots(figsize=(4.2, 4.2))
     else:
         fig = ax.figure
     s = field["strength"].cpu()
@@ -374,10 +366,7 @@ def plot_unit_association_fields(
     Returns:
         the matplotlib Figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = _plt()
 
     w, th, mask = _check_lateral(weight, orientations, mask, "plot_unit_association_fields")
     w = w.clamp_min(0.0).cpu()

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from . import distributions as D
 from .front import V1Front, gabor_kernels
+from ..plot import _plt
 
 __all__ = [
     "conformance_report",
@@ -148,17 +149,6 @@ def conformance_report(front: Union[V1Front, Mapping[str, Tensor]], *, sf_min: O
     if isinstance(front, V1Front):
         out["truncated_fraction"] = {"value": front.truncated_fraction}
     return out
-
-
-def _plt():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover
-        raise ImportError("plotting needs matplotlib: pip install matplotlib") from e
-    return plt
 
 
 def plot_conformance(front: V1Front, path: Optional[str] = None, *, report: Optional[dict] = None):
