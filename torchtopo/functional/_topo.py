@@ -152,9 +152,26 @@ def _pair_distance(a: Tensor, b: Tensor, na: Optional[Tensor], nb: Optional[Tens
     return 1.0 - dot / (na * nb + EPS)
 
 
-# Peak extra memory of the PyTorch path: chunks of about this many elements of the input (a
-# few chunk-sized temporaries at a time), whatever the input's size.
-_CHUNK_ELEMENTS = 1 << 22
+# Tile budget of the PyTorch path's walks, in elements of the input.  A tile and the temporaries
+# of one operation on it stay within a core's L2 cache, so of the several passes each walk makes
+# over a tile only the first reads from memory; peak extra memory is a few tiles whatever the
+# input's size (plus the gradient and O(offsets × N) coefficients).
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def _col_pairs(W: int, dc: int, wrap: bool):
+    """Column slices ``(ca, cb)``: every column c in ``ca`` pairs with c + dc (mod W with
+    ``wrap``) in ``cb``; one piece, or two where the offset wraps around."""
+    if dc >= 0:
+        out = [(slice(0, W - dc), slice(dc, W))] if dc < W else []
+        if wrap and dc:
+            out.append((slice(W - dc, W), slice(0, dc)))
+    else:
+        k = -dc
+        out = [(slice(k, W), slice(0, W - k))] if k < W else []
+        if wrap:
+            out.append((slice(0, k), slice(W - k, W)))
+    return out
 
 
 def _pair_blocks(H: int, W: int, dr: int, dc: int, wrap: bool):
@@ -163,51 +180,85 @@ def _pair_blocks(H: int, W: int, dr: int, dc: int, wrap: bool):
     pieces with ``wrap``).  Views only: no roll, no copy."""
     if wrap:
         rows = [(slice(0, H - dr), slice(dr, H))] + ([(slice(H - dr, H), slice(0, dr))] if dr else [])
-        if dc >= 0:
-            cols = [(slice(0, W - dc), slice(dc, W))] + ([(slice(W - dc, W), slice(0, dc))] if dc else [])
-        else:
-            k = -dc
-            cols = [(slice(k, W), slice(0, W - k)), (slice(0, k), slice(W - k, W))]
     else:
         rows = [(slice(0, H - dr), slice(dr, H))] if dr < H else []
-        if dc >= 0:
-            cols = [(slice(0, W - dc), slice(dc, W))] if dc < W else []
-        else:
-            cols = [(slice(-dc, W), slice(0, W + dc))] if -dc < W else []
-    return [(ra, ca, rb, cb) for ra, rb in rows for ca, cb in cols]
+    return [(ra, ca, rb, cb) for ra, rb in rows for ca, cb in _col_pairs(W, dc, wrap)]
 
 
-def _vector_chunks(X: Tensor):
-    """Chunks ``(dim, start, length)`` of the unit vectors (dims 0 and 3 of the view), split
-    along the longer of the two so that a chunk holds about ``_CHUNK_ELEMENTS`` elements."""
-    dim = 3 if X.shape[3] >= X.shape[0] else 0
-    L = X.shape[dim]
-    other = max(1, X.numel() // max(L, 1))
-    step = max(1, _CHUNK_ELEMENTS // other)
-    return [(dim, s, min(step, L - s)) for s in range(0, L, step)]
+def _tiles(shape, halo: int):
+    """Tiles ``(pre slice, post slice, r0, r1)`` of a ``(pre, H, W, post)`` view, each of about
+    ``_CHUNK_ELEMENTS`` elements counting ``halo`` extra grid rows.  A grid that fits whole is
+    split along ``pre`` (no halo needed); a larger one into bands of grid rows, and only where a
+    single band with its halo is still too large along ``post`` too."""
+    P, H, W, Q = shape
+    if P * H * W * Q == 0:
+        return []
+    budget = _CHUNK_ELEMENTS
+    row = W * Q
+    if H * row <= budget:
+        pc, qc, rc = max(1, min(P, budget // (H * row))), Q, H
+    else:
+        pc, rc, qc = 1, budget // row - halo, Q
+        if rc < 1:
+            rc, qc = 1, max(1, budget // ((1 + halo) * W))
+        rc = min(rc, H)
+    return [
+        (slice(p, min(p + pc, P)), slice(q, min(q + qc, Q)), r, min(r + rc, H))
+        for p in range(0, P, pc)
+        for q in range(0, Q, qc)
+        for r in range(0, H, rc)
+    ]
 
 
-def _vdot(a: Tensor, b: Tensor) -> Tensor:
+class _Scratch:
+    """Flat buffers the walks reuse from tile to tile (tile copies, products, a half-precision
+    gradient band), so the loops allocate nothing of a tile's size."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.device, self.dtype, self.bufs = device, dtype, {}
+
+    def get(self, key: str, shape) -> Tensor:
+        n = math.prod(shape)
+        buf = self.bufs.get(key)
+        if buf is None or buf.numel() < n:
+            buf = self.bufs[key] = torch.empty(n, device=self.device, dtype=self.dtype)
+        return buf[:n].view(shape)
+
+
+def _tile(X: Tensor, ps: slice, qs: slice, lo: int, hi: int, wrap: bool, mean: Optional[Tensor],
+          scratch: _Scratch):
+    """Grid rows ``lo .. hi-1`` of one tile (mod H with ``wrap``, clipped to the grid without),
+    in the accumulation dtype and centred by ``mean``, with a size-1 ``post`` squeezed away
+    (a trailing size-1 dim makes broadcasts slow).  Returns ``(x, base)``: x's row k is grid
+    row base + k.  A view of X where nothing needs converting; else a copy into ``scratch``."""
+    H = X.shape[1]
+    if not wrap:
+        lo, hi = max(lo, 0), min(hi, H)
+    if lo >= 0 and hi <= H:
+        x = X[ps, lo:hi, :, qs]
+        m = None if mean is None else mean[lo:hi]
+    else:
+        idx = torch.arange(lo, hi, device=X.device) % H
+        x = X[ps, :, :, qs].index_select(1, idx)
+        m = None if mean is None else mean.index_select(0, idx)
+    if x.shape[3] == 1:
+        x = x[..., 0]
+    if m is not None:  # centred (and converted: fp32 accumulation for half inputs) in one pass
+        x = torch.sub(x, m if x.dim() == 3 else m[None, :, :, None], out=scratch.get("tile", x.shape))
+    elif x.dtype != scratch.dtype:
+        x = scratch.get("tile", x.shape).copy_(x)
+    return x, lo
+
+
+def _vdot(a: Tensor, b: Tensor, scratch: _Scratch) -> Tensor:
     """Σ over the vector dims of a·b, for (pre, h, w, post) views or (pre, h, w) ones (post = 1
     squeezed away, which keeps broadcasting on the fast path): (h, w)."""
-    if a.dim() == 3:
-        return torch.linalg.vecdot(a, b, dim=0)
-    if a.shape[0] == 1:
-        return torch.linalg.vecdot(a[0], b[0], dim=-1)
-    if a.shape[3] == 1:
-        return torch.linalg.vecdot(a[..., 0], b[..., 0], dim=0)
-    return torch.linalg.vecdot(a, b, dim=-1).sum(0)
-
-
-def _chunk(X: Tensor, c, acc: torch.dtype, mean: Optional[Tensor]) -> Tensor:
-    x = X.narrow(c[0], c[1], c[2])
-    if x.shape[3] == 1:
-        x = x[..., 0]  # (pre, H, W): a trailing size-1 dim makes broadcasts slow
-    if x.dtype != acc:
-        x = x.to(acc)  # fp32 accumulation for half inputs, one chunk at a time
-    if mean is not None:
-        x = x - (mean if x.dim() == 3 else mean[None, :, :, None])
-    return x
+    t = torch.mul(a, b, out=scratch.get("prod", a.shape))
+    if t.dim() == 3:
+        return t.sum(0)
+    if t.shape[0] == 1:
+        return t[0].sum(-1)
+    return t.sum(dim=(0, 3))
 
 
 def _place(v: Tensor, rs: slice, cs: slice, H: int, W: int, vec: bool) -> Tensor:
@@ -266,6 +317,76 @@ def _compiled(name: str):
     return _COMPILED[name]
 
 
+def _walk_sums(X: Tensor, grid: Grid, mean: Optional[Tensor], angular: bool, acc: torch.dtype):
+    """The forward walk, tile by tile: ``(‖x̃‖², q)`` with ``q[o]`` the pair sums for stencil
+    offset o (Σ x̃_i·x̃_j for the angular distances, Σ (x_i − x_j)² otherwise) at each pair's
+    first unit.  A tile holds its band of grid rows plus the rows below it that its pairs
+    reach, so all the offsets' passes over it after the first read cache, not memory."""
+    P, H, W, Q = X.shape
+    wrap, offsets = grid.wrap, grid.offsets
+    reach = max(dr for dr, _ in offsets)
+    cols = [_col_pairs(W, dc, wrap) for _, dc in offsets]
+    q = X.new_zeros((len(offsets), H, W), dtype=acc)
+    nsq = X.new_zeros((H, W), dtype=acc) if angular else None
+    scratch = _Scratch(X.device, acc)
+    for ps, qs, r0, r1 in _tiles(X.shape, 2 * reach):
+        x, _ = _tile(X, ps, qs, r0, r1 + reach, wrap, mean, scratch)  # local row k = grid row r0 + k
+        if angular:
+            core = x[:, : r1 - r0]
+            nsq[r0:r1].add_(_vdot(core, core, scratch))
+        for o, (dr, _) in enumerate(offsets):
+            n = (r1 if wrap else min(r1, H - dr)) - r0  # rows whose pairs exist
+            for ca, cb in cols[o] if n > 0 else ():
+                a, b = x[:, :n, ca], x[:, dr : dr + n, cb]
+                if not angular:
+                    a = b = torch.sub(a, b, out=scratch.get("diff", a.shape))
+                q[o, r0 : r0 + n, ca].add_(_vdot(a, b, scratch))
+    return nsq, q
+
+
+def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
+               acc: torch.dtype) -> Tensor:
+    """The backward walk, tile by tile: ∂/∂x_i = α_i x̃_i + Σ_o β_o(i) x̃_{i+o} + Σ_o β_o(i−o) x̃_{i−o}
+    for the (H, W) map α and the (offsets, H, W) pair coefficients β (zero where a pair does not
+    exist).  Each tile writes its band of the gradient once, reading its rows and the rows its
+    pairs reach on both sides.  (Centring is exact, tile by tile: with a zero-variance unit β is
+    −1/eps, so centring after the fact would amplify rounding into its neighbours' gradients.)"""
+    P, H, W, Q = X.shape
+    wrap, offsets = grid.wrap, grid.offsets
+    reach = max(dr for dr, _ in offsets)
+    cols = [_col_pairs(W, dc, wrap) for _, dc in offsets]
+    # β seen from each pair's second unit: beta_b[o][r] = β_o[r − dr] (rows mod H)
+    beta_b = [torch.roll(beta[o], dr, 0) if dr else beta[o] for o, (dr, _) in enumerate(offsets)]
+    out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
+    scratch = _Scratch(X.device, acc)
+    for ps, qs, r0, r1 in _tiles(X.shape, 2 * reach):
+        x, base = _tile(X, ps, qs, r0 - reach, r1 + reach, wrap, mean, scratch)
+        oc = out[ps, r0:r1, :, qs]
+        if x.dim() == 3:  # post == 1, squeezed by _tile
+            oc, expand = oc[..., 0], (lambda m: m[None])
+        else:
+            expand = lambda m: m[None, :, :, None]  # noqa: E731
+        k = r0 - base  # local row of grid row r0
+        xc = x[:, k : k + r1 - r0]
+        g = oc if X.dtype == acc else scratch.get("grad", xc.shape)  # half: an fp32 band, copied out
+        torch.mul(xc, expand(alpha[r0:r1]), out=g)
+        for o, (dr, _) in enumerate(offsets):
+            i_hi = r1 if wrap else min(r1, H - dr)  # first units of pairs in this band: r0 .. i_hi-1
+            j_lo = r0 if wrap else max(r0, dr)  # second units of pairs in this band: j_lo .. r1-1
+            for ca, cb in cols[o]:
+                if i_hi > r0:
+                    g[:, : i_hi - r0, ca].addcmul_(
+                        expand(beta[o][r0:i_hi, ca]), x[:, k + dr : k + dr + i_hi - r0, cb]
+                    )
+                if r1 > j_lo:
+                    g[:, j_lo - r0 : r1 - r0, cb].addcmul_(
+                        expand(beta_b[o][j_lo:r1, ca]), x[:, j_lo - base - dr : r1 - base - dr, ca]
+                    )
+        if g is not oc:
+            oc.copy_(g)
+    return out
+
+
 class _NeighborSumTorch(torch.autograd.Function):
     """Σ over neighbour pairs of d(v_i, v_j) with the same walk as the Triton kernels: per
     offset, the pair sums q (Σ(x−y)² or Σx̃·ỹ) accumulated chunk by chunk over the vector on
@@ -287,20 +408,7 @@ class _NeighborSumTorch(torch.autograd.Function):
         if use_compile:
             nsq, q = _compiled("sums")(X, mean, pieces, angular, acc)
         else:
-            q = X.new_zeros((n_off, H, W), dtype=acc)
-            nsq = X.new_zeros((H, W), dtype=acc) if angular else None
-            for c in _vector_chunks(X):
-                x = _chunk(X, c, acc, mean)
-                if angular:
-                    nsq += _vdot(x, x)
-                for o, pcs in enumerate(pieces):
-                    for ra, ca, rb, cb in pcs:
-                        a, b = x[:, ra, ca], x[:, rb, cb]
-                        if angular:
-                            q[o, ra, ca] += _vdot(a, b)
-                        else:
-                            t = a - b
-                            q[o, ra, ca] += _vdot(t, t)
+            nsq, q = _walk_sums(X, grid, mean, angular, acc)
         valid = torch.zeros((n_off, H, W), dtype=torch.bool, device=X.device)
         for o, pcs in enumerate(pieces):
             for ra, ca, _, _ in pcs:
@@ -336,7 +444,7 @@ class _NeighborSumTorch(torch.autograd.Function):
             torch.where(valid, a2, zero),
             torch.where(valid, beta, zero),
         )
-        ctx.pieces, ctx.has_mean, ctx.use_compile = pieces, mean is not None, use_compile
+        ctx.pieces, ctx.grid, ctx.has_mean, ctx.use_compile = pieces, grid, mean is not None, use_compile
         return total
 
     @staticmethod
@@ -350,26 +458,11 @@ class _NeighborSumTorch(torch.autograd.Function):
         for o, pcs in enumerate(ctx.pieces):
             for ra, ca, rb, cb in pcs:
                 alpha[rb, cb] += a2[o, ra, ca]
-        alpha = (alpha * grad)[None, :, :, None]
-        beta = (beta * grad)[:, None, :, :, None]  # (n_off, 1, H, W, 1)
+        alpha, beta = alpha * grad, beta * grad
         if ctx.use_compile:
-            return _compiled("grad")(X, mean, alpha, beta, ctx.pieces, acc), None, None
-        out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
-        for c in _vector_chunks(X):
-            x = _chunk(X, c, acc, mean)
-            oc = out.narrow(c[0], c[1], c[2])
-            al, be = alpha, beta
-            if x.dim() == 3:  # post == 1, squeezed by _chunk
-                oc, al, be = oc[..., 0], alpha[..., 0], beta[..., 0]
-            g = torch.mul(x, al, out=oc) if X.dtype == acc else x * al
-            for o, pcs in enumerate(ctx.pieces):
-                for ra, ca, rb, cb in pcs:
-                    bo = be[o][:, ra, ca]
-                    g[:, ra, ca].addcmul_(bo, x[:, rb, cb])
-                    g[:, rb, cb].addcmul_(bo, x[:, ra, ca])
-            if g is not oc:
-                oc.copy_(g)
-        return out, None, None
+            grad_x = _compiled("grad")(X, mean, alpha[None, :, :, None], beta[:, None, :, :, None], ctx.pieces, acc)
+            return grad_x, None, None
+        return _walk_grad(X, ctx.grid, mean, alpha, beta, acc), None, None
 
 
 def _neighbor_sum_torch(X: Tensor, grid: Grid, distance: str) -> Tensor:
