@@ -303,6 +303,83 @@ def test_torch_path_matches_brute_force(layout, H, W, a, b, radius, metric, wrap
     torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    layout=st.sampled_from(["rows", "dense", "conv"]),
+    H=st.integers(1, 11),
+    W=st.integers(1, 11),
+    a=st.integers(1, 3),
+    b=st.integers(1, 3),
+    radius=st.sampled_from([1, 1.5, 2, 3]),
+    metric=st.sampled_from(["chebyshev", "manhattan", "euclidean"]),
+    wrap=st.booleans(),
+    distance=st.sampled_from(DISTANCES),
+    budget=st.sampled_from([1, 13, 97, 600, 1 << 18]),
+    seed=st.integers(0, 2**16),
+)
+def test_tiled_torch_path_matches_brute_force_on_larger_grids(
+    layout, H, W, a, b, radius, metric, wrap, distance, budget, seed, monkeypatch
+):
+    """Grids large enough for several bands of rows with halos on both sides, torus bands that
+    wrap, flat pieces whose shifts cross row ends, and vector-only tiles whose products are
+    deferred: every tile plan must give the brute-force value and gradient."""
+    grid = tt.Grid(H, W, radius=radius, metric=metric, wrap=wrap)
+    if grid.n_pairs == 0:
+        return
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    leaf, X = make_view(layout, H, W, a, b, seed=seed)
+    got = F.neighbor_distance_mean(X, grid, distance=distance, backend="torch")
+    (g_got,) = torch.autograd.grad(got, leaf)
+    ref = brute_force(X, grid, distance)
+    (g_ref,) = torch.autograd.grad(ref, leaf)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    P=st.integers(0, 40),
+    H=st.integers(1, 30),
+    W=st.integers(1, 30),
+    Q=st.integers(0, 40),
+    halo=st.integers(0, 6),
+    budget=st.integers(1, 5000),
+)
+def test_tiles_cover_the_view_exactly_once_within_the_budget(P, H, W, Q, halo, budget, monkeypatch):
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    tiles = T._tiles((P, H, W, Q), halo)
+    cover = torch.zeros(P, H, W, Q, dtype=torch.int32)
+    for ps, qs, r0, r1 in tiles:
+        cover[ps, r0:r1, :, qs] += 1
+        pc, qc, rows = ps.stop - ps.start, qs.stop - qs.start, r1 - r0
+        assert pc >= 1 and qc >= 1 and rows >= 1
+        loaded = rows if rows == H else min(H, rows + halo)  # whole-grid tiles need no halo
+        # within the budget, unless the tile is already the smallest one (a row, its halo, one
+        # element of post)
+        assert pc * loaded * W * qc <= max(budget, min(H, 1 + halo) * W)
+    assert bool((cover == 1).all())
+    assert (len(tiles) == 0) == (P * H * W * Q == 0)
+
+
+def test_vector_only_tiles_defer_their_products(monkeypatch):
+    """A grid that fits whole in a tile is split along the vector only, and its products are
+    multiply-added into tile-shaped buffers (no per-tile reduction); the result is unchanged."""
+    calls = []
+    real_flush = T._PairSums.flush
+
+    def flush(self):
+        calls.append((self.defer, len(self.bufs)))
+        real_flush(self)
+
+    monkeypatch.setattr(T._PairSums, "flush", flush)
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # 4 × 5 units: 2 batch rows per tile
+    grid = tt.Grid(4, 5)
+    leaf, X = make_view("dense", 4, 5, 7, 1, seed=3)
+    got = F.neighbor_distance_mean(X, grid, distance="correlation", backend="torch")
+    assert calls == [(True, 1 + len(grid.offsets))]  # ‖x̃‖² and one buffer per offset
+    torch.testing.assert_close(got, brute_force(X, grid, "correlation"), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_torch_path_gradcheck(distance, monkeypatch):
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 8)

@@ -250,15 +250,39 @@ def _tile(X: Tensor, ps: slice, qs: slice, lo: int, hi: int, wrap: bool, mean: O
     return x, lo
 
 
-def _vdot(a: Tensor, b: Tensor, scratch: _Scratch) -> Tensor:
-    """Σ over the vector dims of a·b, for (pre, h, w, post) views or (pre, h, w) ones (post = 1
-    squeezed away, which keeps broadcasting on the fast path): (h, w)."""
+def _vdot(a: Tensor, b: Tensor, scratch: _Scratch, unit_dims: int) -> Tensor:
+    """Σ over the vector dims of a·b for a tile piece ``(pre, units..., [post])`` with
+    ``unit_dims`` unit dimensions after ``pre``: the product goes to a scratch buffer and is
+    summed over ``pre`` and ``post``, giving the units' map."""
     t = torch.mul(a, b, out=scratch.get("prod", a.shape))
-    if t.dim() == 3:
-        return t.sum(0)
-    if t.shape[0] == 1:
-        return t[0].sum(-1)
-    return t.sum(dim=(0, 3))
+    return t.sum(dim=(0,) + tuple(range(1 + unit_dims, t.dim())))
+
+
+class _PairSums:
+    """Where the forward walk's products go: summed over the vector at once into their target
+    map, or (``defer``) multiply-added into a tile-shaped buffer per piece and summed at
+    :meth:`flush` (for tiles that repeat the same pieces along the vector)."""
+
+    def __init__(self, scratch: _Scratch, defer: bool):
+        self.scratch, self.defer, self.bufs = scratch, defer, {}
+
+    def add(self, key, a: Tensor, b: Tensor, target: Tensor, unit_dims: int) -> None:
+        if not self.defer:
+            target.add_(_vdot(a, b, self.scratch, unit_dims))
+            return
+        if key not in self.bufs:  # the first tile is the largest
+            self.bufs[key] = (torch.zeros(a.shape, device=a.device, dtype=a.dtype), target, unit_dims)
+        self.bufs[key][0][: a.shape[0]].addcmul_(a, b)
+
+    def flush(self) -> None:
+        for buf, target, unit_dims in self.bufs.values():
+            target.add_(buf.sum(dim=(0,) + tuple(range(1 + unit_dims, buf.dim()))))
+        self.bufs = {}
+
+
+def _expand(m: Tensor, ndim: int) -> Tensor:
+    """A per-unit map (h, w) or (L,) as a factor broadcasting over a tile piece of ``ndim`` dims."""
+    return m.view((1,) + tuple(m.shape) + (1,) * (ndim - 1 - m.dim()))
 
 
 def _place(v: Tensor, rs: slice, cs: slice, H: int, W: int, vec: bool) -> Tensor:
@@ -321,7 +345,12 @@ def _walk_sums(X: Tensor, grid: Grid, mean: Optional[Tensor], angular: bool, acc
     """The forward walk, tile by tile: ``(‖x̃‖², q)`` with ``q[o]`` the pair sums for stencil
     offset o (Σ x̃_i·x̃_j for the angular distances, Σ (x_i − x_j)² otherwise) at each pair's
     first unit.  A tile holds its band of grid rows plus the rows below it that its pairs
-    reach, so all the offsets' passes over it after the first read cache, not memory."""
+    reach, so all the offsets' passes over it after the first read cache, not memory.
+
+    Without wrap-around an offset (dr, dc) is one flat shift dr·W + dc of the row-major units,
+    so each offset is one contiguous piece; the pairs it makes across a row's end are not
+    neighbours, and their sums land where the validity mask drops them.  On a torus the
+    columns that wrap are separate rectangular pieces."""
     P, H, W, Q = X.shape
     wrap, offsets = grid.wrap, grid.offsets
     reach = max(dr for dr, _ in offsets)
@@ -329,18 +358,32 @@ def _walk_sums(X: Tensor, grid: Grid, mean: Optional[Tensor], angular: bool, acc
     q = X.new_zeros((len(offsets), H, W), dtype=acc)
     nsq = X.new_zeros((H, W), dtype=acc) if angular else None
     scratch = _Scratch(X.device, acc)
-    for ps, qs, r0, r1 in _tiles(X.shape, 2 * reach):
+    tiles = _tiles(X.shape, 2 * reach)
+    # Tiles that split only the vector (whole grid, chunks of pre) see the same pieces every
+    # time: their products accumulate in tile-shaped buffers (one fused multiply-add per piece)
+    # and are reduced over the vector once at the end, instead of a product and a reduction
+    # per tile.
+    sums = _PairSums(scratch, defer=len(tiles) > 1 and tiles[0][2:] == (0, H))
+    for ps, qs, r0, r1 in tiles:
         x, _ = _tile(X, ps, qs, r0, r1 + reach, wrap, mean, scratch)  # local row k = grid row r0 + k
+        xf = x.flatten(1, 2)  # local unit k·W + c
         if angular:
-            core = x[:, : r1 - r0]
-            nsq[r0:r1].add_(_vdot(core, core, scratch))
-        for o, (dr, _) in enumerate(offsets):
+            core = xf[:, : (r1 - r0) * W]
+            sums.add(-1, core, core, nsq.view(-1)[r0 * W : r1 * W], 1)
+        for o, (dr, dc) in enumerate(offsets):
             n = (r1 if wrap else min(r1, H - dr)) - r0  # rows whose pairs exist
-            for ca, cb in cols[o] if n > 0 else ():
-                a, b = x[:, :n, ca], x[:, dr : dr + n, cb]
+            if wrap:
+                pieces = [(x[:, :n, ca], x[:, dr : dr + n, cb], q[o, r0 : r0 + n, ca], 2) for ca, cb in cols[o]]
+            else:
+                a0, L, sh = max(0, -dc), n * W - abs(dc), dr * W + dc
+                pieces = [] if L <= 0 else [
+                    (xf[:, a0 : a0 + L], xf[:, a0 + sh : a0 + sh + L], q[o].view(-1)[r0 * W + a0 : r0 * W + a0 + L], 1)
+                ]
+            for i, (a, b, target, unit_dims) in enumerate(pieces if n > 0 else ()):
                 if not angular:
                     a = b = torch.sub(a, b, out=scratch.get("diff", a.shape))
-                q[o, r0 : r0 + n, ca].add_(_vdot(a, b, scratch))
+                sums.add((o, i), a, b, target, unit_dims)
+    sums.flush()
     return nsq, q
 
 
@@ -348,40 +391,50 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
                acc: torch.dtype) -> Tensor:
     """The backward walk, tile by tile: ∂/∂x_i = α_i x̃_i + Σ_o β_o(i) x̃_{i+o} + Σ_o β_o(i−o) x̃_{i−o}
     for the (H, W) map α and the (offsets, H, W) pair coefficients β (zero where a pair does not
-    exist).  Each tile writes its band of the gradient once, reading its rows and the rows its
-    pairs reach on both sides.  (Centring is exact, tile by tile: with a zero-variance unit β is
-    −1/eps, so centring after the fact would amplify rounding into its neighbours' gradients.)"""
+    exist, which is what makes the flat pieces of :func:`_walk_sums` exact here too).  Each tile
+    writes its band of the gradient once, reading its rows and the rows its pairs reach on both
+    sides.  (Centring is exact, tile by tile: with a zero-variance unit β is −1/eps, so centring
+    after the fact would amplify rounding into its neighbours' gradients.)"""
     P, H, W, Q = X.shape
     wrap, offsets = grid.wrap, grid.offsets
     reach = max(dr for dr, _ in offsets)
     cols = [_col_pairs(W, dc, wrap) for _, dc in offsets]
     # β seen from each pair's second unit: beta_b[o][r] = β_o[r − dr] (rows mod H)
     beta_b = [torch.roll(beta[o], dr, 0) if dr else beta[o] for o, (dr, _) in enumerate(offsets)]
+    beta_f = beta.flatten(1)
     out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
     scratch = _Scratch(X.device, acc)
     for ps, qs, r0, r1 in _tiles(X.shape, 2 * reach):
         x, base = _tile(X, ps, qs, r0 - reach, r1 + reach, wrap, mean, scratch)
         oc = out[ps, r0:r1, :, qs]
         if x.dim() == 3:  # post == 1, squeezed by _tile
-            oc, expand = oc[..., 0], (lambda m: m[None])
-        else:
-            expand = lambda m: m[None, :, :, None]  # noqa: E731
+            oc = oc[..., 0]
         k = r0 - base  # local row of grid row r0
         xc = x[:, k : k + r1 - r0]
         g = oc if X.dtype == acc else scratch.get("grad", xc.shape)  # half: an fp32 band, copied out
-        torch.mul(xc, expand(alpha[r0:r1]), out=g)
-        for o, (dr, _) in enumerate(offsets):
+        torch.mul(xc, _expand(alpha[r0:r1], x.dim()), out=g)
+        xf, gf, u0, t0 = x.flatten(1, 2), g.flatten(1, 2), r0 * W, base * W  # flat: unit u is gf[u - u0], xf[u - t0]
+        for o, (dr, dc) in enumerate(offsets):
             i_hi = r1 if wrap else min(r1, H - dr)  # first units of pairs in this band: r0 .. i_hi-1
             j_lo = r0 if wrap else max(r0, dr)  # second units of pairs in this band: j_lo .. r1-1
-            for ca, cb in cols[o]:
-                if i_hi > r0:
-                    g[:, : i_hi - r0, ca].addcmul_(
-                        expand(beta[o][r0:i_hi, ca]), x[:, k + dr : k + dr + i_hi - r0, cb]
-                    )
-                if r1 > j_lo:
-                    g[:, j_lo - r0 : r1 - r0, cb].addcmul_(
-                        expand(beta_b[o][j_lo:r1, ca]), x[:, j_lo - base - dr : r1 - base - dr, ca]
-                    )
+            if wrap:
+                pieces = []
+                for ca, cb in cols[o]:
+                    if i_hi > r0:
+                        pieces.append((g[:, : i_hi - r0, ca], beta[o][r0:i_hi, ca], x[:, k + dr : k + dr + i_hi - r0, cb]))
+                    if r1 > j_lo:
+                        pieces.append((g[:, j_lo - r0 : r1 - r0, cb], beta_b[o][j_lo:r1, ca], x[:, j_lo - base - dr : r1 - base - dr, ca]))
+            else:  # flat shift sh; pairs across a row's end have β = 0
+                sh = dr * W + dc
+                i0, i1 = u0 + max(0, -dc), i_hi * W - max(0, dc)  # first units i, partner i + sh
+                v0, v1 = max(u0, sh + t0, sh), r1 * W  # second units v, partner v − sh
+                pieces = []
+                if i1 > i0:
+                    pieces.append((gf[:, i0 - u0 : i1 - u0], beta_f[o, i0:i1], xf[:, i0 + sh - t0 : i1 + sh - t0]))
+                if v1 > v0:
+                    pieces.append((gf[:, v0 - u0 : v1 - u0], beta_f[o, v0 - sh : v1 - sh], xf[:, v0 - sh - t0 : v1 - sh - t0]))
+            for target, coef, src in pieces:
+                target.addcmul_(_expand(coef, src.dim()), src)
         if g is not oc:
             oc.copy_(g)
     return out
@@ -389,9 +442,10 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
 
 class _NeighborSumTorch(torch.autograd.Function):
     """Σ over neighbour pairs of d(v_i, v_j) with the same walk as the Triton kernels: per
-    offset, the pair sums q (Σ(x−y)² or Σx̃·ỹ) accumulated chunk by chunk over the vector on
-    shifted views, then per-pair distances and backward coefficients (see
-    ``torchtopo.kernels.neighbor``).  Saves only X and O(offsets × N) coefficients."""
+    offset, the pair sums q (Σ(x−y)² or Σx̃·ỹ) accumulated tile by tile on shifted views
+    (:func:`_walk_sums`), then per-pair distances and backward coefficients, and the gradient
+    in one more walk (:func:`_walk_grad`; see ``torchtopo.kernels.neighbor`` for the algebra).
+    Saves only X and O(offsets × N) coefficients."""
 
     @staticmethod
     def forward(ctx, X: Tensor, grid: Grid, distance: str) -> Tensor:
@@ -468,7 +522,7 @@ class _NeighborSumTorch(torch.autograd.Function):
 def _neighbor_sum_torch(X: Tensor, grid: Grid, distance: str) -> Tensor:
     """Sum over neighbour pairs of d(v_i, v_j); X is the (pre, H, W, post) view.
 
-    Shifted views of the grid, chunked over the vector (peak extra memory: a few chunks of
+    Shifted views of the grid in cache-sized tiles (peak extra memory: a few tiles of
     ``_CHUNK_ELEMENTS`` plus O(offsets × N)); fp32 accumulation for half inputs."""
     if grid.aliased:  # tiny torus: stencil offsets alias, use the explicit unique pairs
         if X.dtype in (torch.float16, torch.bfloat16):
@@ -504,9 +558,9 @@ def neighbor_distance_mean(
     without pairs (1 × 1) gives 0.
 
     Backends: ``"triton"`` runs the fused kernels of :mod:`torchtopo.kernels`; ``"torch"`` walks
-    the same pairs on shifted views of the grid, in chunks of the vector (peak extra memory: the
-    gradient plus a few chunks), saving only ``X`` and per-pair coefficients for the backward
-    pass.  With ``TORCHTOPO_COMPILE=1`` the PyTorch path's two walks go through
+    the same pairs on shifted views of the grid, in tiles small enough to stay in a core's cache
+    while every offset's pass runs over them (peak extra memory: the gradient plus a few
+    tiles), saving only ``X`` and per-pair coefficients for the backward pass.  With ``TORCHTOPO_COMPILE=1`` the PyTorch path's two walks go through
     ``torch.compile`` (fused loops; the first call for each shape compiles for a while).
     """
     grid = as_grid(grid)
