@@ -7,12 +7,15 @@ losses (see :mod:`torchtopo.kernels.neighbor`).  On CPU tensors the kernels only
 ``TRITON_INTERPRET=1`` (set before ``triton`` is first imported), which is how the tests check
 them.
 """
+#: True when Triton imports and the kernels load (then ``backend="auto"`` uses them for CUDA
+#: tensors); False otherwise, and :mod:`torchtopo.functional` runs its PyTorch path.
+HAS_TRITON = False
 try:  # pragma: no cover - depends on the environment
     import triton  # noqa: F401
 
     HAS_TRITON = True
 except Exception:  # pragma: no cover
-    HAS_TRITON = False
+    pass
 
 __all__ = ["HAS_TRITON"]
 

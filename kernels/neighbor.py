@@ -25,8 +25,10 @@ and, for the backward pass, the per-pair coefficients α₁, α₂, β with
     \frac{\partial d}{\partial \tilde y} = \alpha_2 \tilde y + \beta \tilde x .
 
 (sqeuclidean: α = 2, β = −2; euclidean: α = 1/√q, β = −1/√q, 0 at q = 0; cosine/correlation:
-β = −1/den, α₁ = q‖ỹ‖/(den²‖x̃‖), α₂ = q‖x̃‖/(den²‖ỹ‖), den = ‖x̃‖‖ỹ‖ + ε.)  Per-unit norms and
-means come from a small statistics kernel (two passes, so the centring is exact).  The backward
+β = −1/den, α₁ = q‖ỹ‖/(den²‖x̃‖), α₂ = q‖x̃‖/(den²‖ỹ‖), den = ‖x̃‖‖ỹ‖ + ε.)  The norms are
+accumulated from the same loads as q (each neighbour's too), so cosine reads X once forward;
+correlation first takes each unit's mean in a small kernel (one more pass, so the centring is
+exact).  The backward
 kernel walks the same pairs, now in both directions of the stencil, and writes each gradient
 tile once (no atomics):
 
@@ -79,37 +81,25 @@ def _sqrt(x, ACC_F64: tl.constexpr):
 
 
 @triton.jit
-def _unit_stats_kernel(
-    X, MEAN, NORM, N, W, Q, D, s0, s1, s2, s3,
-    CENTER: tl.constexpr, ACC_F64: tl.constexpr, LAYOUT: tl.constexpr,
-    BLOCK_U: tl.constexpr, BLOCK_D: tl.constexpr,
+def _unit_mean_kernel(
+    X, MEAN, N, W, Q, D, s0, s1, s2, s3,
+    ACC_F64: tl.constexpr, LAYOUT: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
+    """Each unit's mean over its vector (correlation only: one pass over X before the pairs)."""
     acc_t = tl.float64 if ACC_F64 else tl.float32
     u = tl.program_id(0) * BLOCK_U + tl.arange(0, BLOCK_U)
     umask = u < N
     r = u // W
     c = u % W
     base = r.to(tl.int64) * s1 + c.to(tl.int64) * s2
-    mean = tl.zeros((BLOCK_U,), dtype=acc_t)
-    if CENTER:
-        s = tl.zeros((BLOCK_U,), dtype=acc_t)
-        for d0 in range(0, D, BLOCK_D):
-            d = d0 + tl.arange(0, BLOCK_D)
-            m = umask[:, None] & (d < D)[None, :]
-            voff = _vec_offsets(d, Q, s0, s3, LAYOUT)
-            x = tl.load(X + base[:, None] + voff[None, :], mask=m, other=0.0).to(acc_t)
-            s += tl.sum(x, axis=1)
-        mean = s / D
-        tl.store(MEAN + u, mean, mask=umask)
-    ss = tl.zeros((BLOCK_U,), dtype=acc_t)
+    s = tl.zeros((BLOCK_U,), dtype=acc_t)
     for d0 in range(0, D, BLOCK_D):
         d = d0 + tl.arange(0, BLOCK_D)
         m = umask[:, None] & (d < D)[None, :]
         voff = _vec_offsets(d, Q, s0, s3, LAYOUT)
         x = tl.load(X + base[:, None] + voff[None, :], mask=m, other=0.0).to(acc_t)
-        x = tl.where(m, x - mean[:, None], 0.0)
-        ss += tl.sum(x * x, axis=1)
-    tl.store(NORM + u, _sqrt(ss, ACC_F64), mask=umask)
+        s += tl.sum(x, axis=1)
+    tl.store(MEAN + u, s / D, mask=umask)
 
 
 @triton.jit
@@ -145,6 +135,9 @@ def _pair_fwd_kernel(
         mu_a = tl.load(MEAN + u, mask=umask, other=0.0)
     oidx = tl.arange(0, OFF_PAD)
     acc = tl.zeros((OFF_PAD, BLOCK_U), dtype=acc_t)
+    # angular distances: the norms come from the same loads (own: ssa; each neighbour's: ssb)
+    ssa = tl.zeros((BLOCK_U,), dtype=acc_t)
+    ssb = tl.zeros((OFF_PAD, BLOCK_U), dtype=acc_t)
     for d0 in range(0, D, BLOCK_D):
         d = d0 + tl.arange(0, BLOCK_D)
         dmask = d < D
@@ -153,6 +146,8 @@ def _pair_fwd_kernel(
         xa = tl.load(X + base_a[:, None] + voff[None, :], mask=ma, other=0.0).to(acc_t)
         if METRIC == 3:
             xa = tl.where(ma, xa - mu_a[:, None], 0.0)
+        if METRIC >= 2:
+            ssa += tl.sum(xa * xa, axis=1)
         for o in range(N_OFF):
             dr = tl.load(OFFS + 2 * o)
             dc = tl.load(OFFS + 2 * o + 1)
@@ -168,6 +163,8 @@ def _pair_fwd_kernel(
                 part = tl.sum(t * t, axis=1)
             else:
                 part = tl.sum(xa * xb, axis=1)
+                partb = tl.sum(xb * xb, axis=1)
+                ssb = tl.where(oidx[:, None] == o, ssb + partb[None, :], ssb)
             acc = tl.where(oidx[:, None] == o, acc + part[None, :], acc)
     # per-pair distance and backward coefficients, for the whole (offset, unit) tile
     omask = oidx < N_OFF
@@ -195,8 +192,9 @@ def _pair_fwd_kernel(
         bb = -a1
         a2 = a1
     else:
-        na = tl.load(NORM + u, mask=umask, other=0.0)
-        nb = tl.load(NORM + rr * W + cc, mask=valid2, other=0.0)
+        na = _sqrt(ssa, ACC_F64)
+        nb = _sqrt(ssb, ACC_F64)  # 0 where the neighbour does not exist (masked loads)
+        tl.store(NORM + u, na, mask=umask)
         den = na[None, :] * nb + eps
         dist = 1.0 - acc / den
         bb = -1.0 / den
@@ -291,8 +289,11 @@ def _blocks(X: Tensor, block_u: Optional[int], block_d: Optional[int]):
             bu, bd = 16, 128
         D = P * Q
         bd = min(bd, max(16, triton.next_power_of_2(D)))
-        block_u = block_u or bu
-        block_d = block_d or bd
+        block_u = bu if block_u is None else block_u
+        block_d = bd if block_d is None else block_d
+    for name, v in (("block_u", block_u), ("block_d", block_d)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v & (v - 1):
+            raise ValueError(f"{name} must be a power of 2 (a Triton tile size), got {v!r}")
     return block_u, block_d
 
 
@@ -322,10 +323,9 @@ def neighbor_pair_terms(X: Tensor, grid, distance: str, *, block_u: Optional[int
     mean = torch.zeros(N, dtype=acc_dtype, device=dev)
     norm = torch.zeros(N, dtype=acc_dtype, device=dev)
     s0, s1, s2, s3 = X.stride()
-    if metric >= 2:
-        _unit_stats_kernel[(triton.cdiv(N, bu),)](
-            X, mean, norm, N, W, Q, D, s0, s1, s2, s3,
-            CENTER=metric == 3, ACC_F64=f64, LAYOUT=layout, BLOCK_U=bu, BLOCK_D=bd,
+    if metric == 3:
+        _unit_mean_kernel[(triton.cdiv(N, bu),)](
+            X, mean, N, W, Q, D, s0, s1, s2, s3, ACC_F64=f64, LAYOUT=layout, BLOCK_U=bu, BLOCK_D=bd,
         )
     offs = _offsets_tensor(grid, dev)
     n_off = len(grid.offsets)

@@ -271,6 +271,15 @@ def test_dispatch_routes_through_the_kernels(monkeypatch):
     reg.remove()
 
 
+@needs_kernels
+@pytest.mark.parametrize("bad", [0, 3, 12, -4, 2.0, True])
+@pytest.mark.parametrize("which", ["block_u", "block_d"])
+def test_kernel_block_sizes_must_be_powers_of_two(which, bad):
+    leaf, X = make_view("rows", 3, 3, 4, 1)
+    with pytest.raises(ValueError, match="power of 2"):
+        K.neighbor_distance_mean(X, tt.Grid(3, 3), "cosine", **{which: bad})
+
+
 # ------------------------------------------------------- chunked torch path vs brute force
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
@@ -334,6 +343,23 @@ def test_tiled_torch_path_matches_brute_force_on_larger_grids(
     (g_ref,) = torch.autograd.grad(ref, leaf)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("H, W", [(2, 1), (5, 1), (4, 2), (7, 2)])
+@pytest.mark.parametrize("budget", [1, 3, 1 << 18])
+def test_tiled_torch_path_on_grids_narrower_than_the_stencil(H, W, budget, monkeypatch):
+    """Offsets with |dc| ≥ W give flat shifts dr·W + dc that are negative or reach past the last
+    unit; none of their pairs exist, and no piece may index outside the grid."""
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    for distance in DISTANCES:
+        grid = tt.Grid(H, W, radius=2)
+        leaf, X = make_view("rows", H, W, 3, 1, seed=H * 10 + W)
+        got = F.neighbor_distance_mean(X, grid, distance=distance, backend="torch")
+        (g_got,) = torch.autograd.grad(got, leaf)
+        ref = brute_force(X, grid, distance)
+        (g_ref,) = torch.autograd.grad(ref, leaf)
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -427,7 +427,7 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
             else:  # flat shift sh; pairs across a row's end have β = 0
                 sh = dr * W + dc
                 i0, i1 = u0 + max(0, -dc), i_hi * W - max(0, dc)  # first units i, partner i + sh
-                v0, v1 = max(u0, sh + t0, sh), r1 * W  # second units v, partner v − sh
+                v0, v1 = max(u0, sh + t0), min(r1 * W, H * W + sh)  # second units v, partner v − sh
                 pieces = []
                 if i1 > i0:
                     pieces.append((gf[:, i0 - u0 : i1 - u0], beta_f[o, i0:i1], xf[:, i0 + sh - t0 : i1 + sh - t0]))
