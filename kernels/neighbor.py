@@ -352,10 +352,13 @@ class _NeighborDistanceMean(torch.autograd.Function):
         return dist.sum() / n_pairs
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
         X, mean, a1, a2, beta = ctx.saved_tensors
         grid = ctx.grid
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient (plain ops)
+            from torchtopo.functional._topo import _differentiable_grad
+
+            return _differentiable_grad(X, grid, ctx.distance, grad_out / ctx.n_pairs), None, None, None, None
         P, H, W, Q = X.shape
         N, D = H * W, P * Q
         bu, bd = _blocks(X, *ctx.blocks)

@@ -375,6 +375,28 @@ def test_vector_only_tiles_defer_their_products(monkeypatch):
 
 
 @pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_kernels)])
+def test_double_backward(distance, backend):
+    """Gradients of the gradient (gradient penalties, meta-learning): create_graph=True gives a
+    differentiable gradient on either backend, checked by gradgradcheck in float64."""
+    grid = tt.Grid(3, 4, radius=1.5)
+    w = (torch.randn(12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) + 0.3)
+    w.requires_grad_()
+
+    def ws(w):
+        return F.weight_similarity(w, grid, distance=distance, backend=backend)
+
+    assert torch.autograd.gradgradcheck(ws, (w,))
+    # a gradient penalty trains the weight through the gradient's norm
+    (g,) = torch.autograd.grad(ws(w), w, create_graph=True)
+    (gg,) = torch.autograd.grad(g.square().sum(), w)
+    ref = T._neighbor_sum_pairs(T.unit_view(w, grid, "rows"), grid, distance) / grid.n_pairs
+    (g_ref,) = torch.autograd.grad(ref, w, create_graph=True)
+    (gg_ref,) = torch.autograd.grad(g_ref.square().sum(), w)
+    torch.testing.assert_close(gg, gg_ref)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
 def test_torch_path_gradcheck(distance, monkeypatch):
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 8)
     grid = tt.Grid(3, 4, radius=2, wrap=False)

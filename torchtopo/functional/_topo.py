@@ -440,6 +440,16 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
     return out
 
 
+def _differentiable_grad(X: Tensor, grid: Grid, distance: str, grad: Tensor) -> Tensor:
+    """∂(grad · Σ d)/∂X as a differentiable function of X, for double backward (gradient
+    penalties, meta-learning): recomputed through :func:`_neighbor_sum_pairs`, whose plain ops
+    autograd can differentiate again.  Only taken under ``create_graph=True``."""
+    with torch.enable_grad():
+        total = _neighbor_sum_pairs(X, grid, distance)
+        (g,) = torch.autograd.grad(total, X, grad.to(total.dtype), create_graph=True)
+    return g
+
+
 class _NeighborSumTorch(torch.autograd.Function):
     """Σ over neighbour pairs of d(v_i, v_j) with the same walk as the Triton kernels: per
     offset, the pair sums q (Σ(x−y)² or Σx̃·ỹ) accumulated tile by tile on shifted views
@@ -499,12 +509,14 @@ class _NeighborSumTorch(torch.autograd.Function):
             torch.where(valid, beta, zero),
         )
         ctx.pieces, ctx.grid, ctx.has_mean, ctx.use_compile = pieces, grid, mean is not None, use_compile
+        ctx.distance = distance
         return total
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
         X, mean, a1, a2, beta = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+            return _differentiable_grad(X, ctx.grid, ctx.distance, grad), None, None
         mean = mean if ctx.has_mean else None
         acc = a1.dtype
         grad = grad.to(acc)
@@ -519,28 +531,34 @@ class _NeighborSumTorch(torch.autograd.Function):
         return _walk_grad(X, ctx.grid, mean, alpha, beta, acc), None, None
 
 
+def _neighbor_sum_pairs(X: Tensor, grid: Grid, distance: str) -> Tensor:
+    """The same sum from the explicit pair list, in plain differentiable ops (P × D memory for
+    P pairs): for tiny tori whose stencil offsets alias, and for gradients of the gradient."""
+    if X.dtype in (torch.float16, torch.bfloat16):
+        X = X.float()  # fp32 accumulation
+    if distance == "correlation":
+        X = X - X.mean(dim=(0, 3), keepdim=True)
+    norm = None
+    if distance in ("cosine", "correlation"):
+        norm = _safe_sqrt(X.square().sum(dim=(0, 3), keepdim=True))  # (1, H, W, 1)
+    i, j = grid.neighbor_pairs(X.device)
+    Xf = X.flatten(1, 2)
+    a, b = Xf[:, i].unsqueeze(2), Xf[:, j].unsqueeze(2)
+    if norm is None:
+        na = nb = None
+    else:
+        nf = norm.flatten(1, 2)
+        na, nb = nf[0, i, 0].unsqueeze(-1), nf[0, j, 0].unsqueeze(-1)
+    return _pair_distance(a, b, na, nb, distance).sum()
+
+
 def _neighbor_sum_torch(X: Tensor, grid: Grid, distance: str) -> Tensor:
     """Sum over neighbour pairs of d(v_i, v_j); X is the (pre, H, W, post) view.
 
     Shifted views of the grid in cache-sized tiles (peak extra memory: a few tiles of
     ``_CHUNK_ELEMENTS`` plus O(offsets × N)); fp32 accumulation for half inputs."""
     if grid.aliased:  # tiny torus: stencil offsets alias, use the explicit unique pairs
-        if X.dtype in (torch.float16, torch.bfloat16):
-            X = X.float()  # fp32 accumulation
-        if distance == "correlation":
-            X = X - X.mean(dim=(0, 3), keepdim=True)
-        norm = None
-        if distance in ("cosine", "correlation"):
-            norm = _safe_sqrt(X.square().sum(dim=(0, 3), keepdim=True))  # (1, H, W, 1)
-        i, j = grid.neighbor_pairs(X.device)
-        Xf = X.flatten(1, 2)
-        a, b = Xf[:, i].unsqueeze(2), Xf[:, j].unsqueeze(2)
-        if norm is None:
-            na = nb = None
-        else:
-            nf = norm.flatten(1, 2)
-            na, nb = nf[0, i, 0].unsqueeze(-1), nf[0, j, 0].unsqueeze(-1)
-        return _pair_distance(a, b, na, nb, distance).sum()
+        return _neighbor_sum_pairs(X, grid, distance)
     return _NeighborSumTorch.apply(X, grid, distance)
 
 
@@ -560,7 +578,10 @@ def neighbor_distance_mean(
     Backends: ``"triton"`` runs the fused kernels of :mod:`torchtopo.kernels`; ``"torch"`` walks
     the same pairs on shifted views of the grid, in tiles small enough to stay in a core's cache
     while every offset's pass runs over them (peak extra memory: the gradient plus a few
-    tiles), saving only ``X`` and per-pair coefficients for the backward pass.  With ``TORCHTOPO_COMPILE=1`` the PyTorch path's two walks go through
+    tiles), saving only ``X`` and per-pair coefficients for the backward pass.  Both support
+    gradients of the gradient (``create_graph=True``, e.g. gradient penalties): that backward
+    recomputes through the explicit pair list, in plain differentiable ops (P × D memory for P
+    pairs).  With ``TORCHTOPO_COMPILE=1`` the PyTorch path's two walks go through
     ``torch.compile`` (fused loops; the first call for each shape compiles for a while).
     """
     grid = as_grid(grid)
