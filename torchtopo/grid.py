@@ -197,27 +197,44 @@ class Grid:
         span_c = max(abs(o[1]) for o in self.offsets)
         return self.height <= 2 * span_r or self.width <= 2 * span_c
 
-    def _pairs_cpu(self) -> Tuple[Tensor, Tensor]:
-        if "cpu" not in self._pair_cache:
+    def _offset_maps(self, device: Union[str, torch.device, None] = None) -> Tuple[Tensor, Tensor]:
+        """Per stencil offset o and unit u: whether the neighbour u + o exists, and its flat index
+        (0 where it does not): ``(valid, partner)``, both ``(len(offsets), n_units)``.
+
+        The one place the stencil meets the units (vectorised over units, a loop over the few
+        offsets); the pair list and the PyTorch path's coefficients are built from it.  Cached
+        per device."""
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        key = ("offset_maps", str(dev))
+        if key not in self._pair_cache:
+            if dev.type != "cpu":
+                valid, partner = self._offset_maps("cpu")
+                self._pair_cache[key] = (valid.to(dev), partner.to(dev))
+                return self._pair_cache[key]
             H, W = self.height, self.width
             pos = self._positions_cpu
-            ii, jj = [], []
+            valid, partner = [], []
             for dr, dc in self.offsets:  # loop over the (few) stencil offsets, not over units
                 r2, c2 = pos[:, 0] + dr, pos[:, 1] + dc
                 if self.wrap:
-                    valid = torch.ones_like(r2, dtype=torch.bool)
+                    ok = torch.ones_like(r2, dtype=torch.bool)
                     r2, c2 = r2 % H, c2 % W
                 else:
-                    valid = (r2 >= 0) & (r2 < H) & (c2 >= 0) & (c2 < W)
-                i = torch.nonzero(valid).flatten()
-                j = r2[valid] * W + c2[valid]
-                ii.append(i)
-                jj.append(j)
-            if ii:
-                i = torch.cat(ii)
-                j = torch.cat(jj)
-            else:
-                i = j = torch.zeros(0, dtype=torch.long)
+                    ok = (r2 >= 0) & (r2 < H) & (c2 >= 0) & (c2 < W)
+                valid.append(ok)
+                partner.append(torch.where(ok, r2 * W + c2, 0))
+            shape = (len(self.offsets), self.n_units)
+            self._pair_cache[key] = (
+                torch.stack(valid) if valid else torch.zeros(shape, dtype=torch.bool),
+                torch.stack(partner) if partner else torch.zeros(shape, dtype=torch.long),
+            )
+        return self._pair_cache[key]
+
+    def _pairs_cpu(self) -> Tuple[Tensor, Tensor]:
+        if "cpu" not in self._pair_cache:
+            valid, partner = self._offset_maps("cpu")
+            o, i = torch.nonzero(valid, as_tuple=True)
+            j = partner[o, i]
             a, b = torch.minimum(i, j), torch.maximum(i, j)
             keep = a != b
             a, b = a[keep], b[keep]

@@ -400,7 +400,7 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
     reach = max(dr for dr, _ in offsets)
     cols = [_col_pairs(W, dc, wrap) for _, dc in offsets]
     # β seen from each pair's second unit: beta_b[o][r] = β_o[r − dr] (rows mod H)
-    beta_b = [torch.roll(beta[o], dr, 0) if dr else beta[o] for o, (dr, _) in enumerate(offsets)]
+    beta_b = [torch.roll(beta[o], dr, 0) if dr else beta[o] for o, (dr, _) in enumerate(offsets)] if wrap else None
     beta_f = beta.flatten(1)
     out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
     scratch = _Scratch(X.device, acc)
@@ -462,52 +462,41 @@ class _NeighborSumTorch(torch.autograd.Function):
         P, H, W, Q = X.shape
         D = P * Q
         acc = torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else X.dtype
-        pieces = [_pair_blocks(H, W, dr, dc, grid.wrap) for dr, dc in grid.offsets]
-        n_off = len(pieces)
         mean = None
         if distance == "correlation":
             mean = X.sum(dim=(0, 3), dtype=acc) / max(D, 1)  # (H, W)
         angular = distance in ("cosine", "correlation")
         use_compile = _use_compile()
+        pieces = [_pair_blocks(H, W, dr, dc, grid.wrap) for dr, dc in grid.offsets] if use_compile else None
         if use_compile:
             nsq, q = _compiled("sums")(X, mean, pieces, angular, acc)
         else:
             nsq, q = _walk_sums(X, grid, mean, angular, acc)
-        valid = torch.zeros((n_off, H, W), dtype=torch.bool, device=X.device)
-        for o, pcs in enumerate(pieces):
-            for ra, ca, _, _ in pcs:
-                valid[o, ra, ca] = True
+        n_off = q.shape[0]
+        valid, partner = grid._offset_maps(X.device)
+        valid = valid.view(n_off, H, W)
         if distance == "sqeuclidean":
             dist = q
             a1 = a2 = torch.full_like(q, 2.0)
             beta = torch.full_like(q, -2.0)
         elif distance == "euclidean":
             dist = _safe_sqrt(q)
-            a1 = a2 = torch.where(q > 0, 1.0 / torch.where(q > 0, dist, torch.ones_like(dist)), torch.zeros_like(q))
+            pos = q > 0
+            a1 = a2 = torch.where(pos, 1.0 / torch.where(pos, dist, 1.0), 0.0)
             beta = -a1
         else:
             na = _safe_sqrt(nsq)
-            nb = torch.zeros_like(q)
-            for o, pcs in enumerate(pieces):
-                for ra, ca, rb, cb in pcs:
-                    nb[o, ra, ca] = na[rb, cb]
-            na = na.expand_as(q)
+            nb = na.view(-1)[partner].view(n_off, H, W)  # each pair's second norm (junk where no pair)
             den = na * nb + EPS
             dist = 1.0 - q / den
             beta = -1.0 / den
             k = q / (den * den)
-            one = torch.ones_like(q)
-            a1 = torch.where(na > 0, k * nb / torch.where(na > 0, na, one), torch.zeros_like(q))
-            a2 = torch.where(nb > 0, k * na / torch.where(nb > 0, nb, one), torch.zeros_like(q))
-        zero = torch.zeros_like(q)
-        total = torch.where(valid, dist, zero).sum()
-        ctx.save_for_backward(
-            X,
-            mean if mean is not None else zero[:0],
-            torch.where(valid, a1, zero),
-            torch.where(valid, a2, zero),
-            torch.where(valid, beta, zero),
-        )
+            a1 = torch.where(na > 0, k * nb / torch.where(na > 0, na, 1.0), 0.0)
+            a2 = torch.where(nb > 0, k * na / torch.where(nb > 0, nb, 1.0), 0.0)
+        total = torch.where(valid, dist, 0.0).sum()
+        a1 = torch.where(valid, a1, 0.0)
+        a2 = a1 if a2 is a1 else torch.where(valid, a2, 0.0)
+        ctx.save_for_backward(X, mean if mean is not None else q[:0], a1, a2, torch.where(valid, beta, 0.0))
         ctx.pieces, ctx.grid, ctx.has_mean, ctx.use_compile = pieces, grid, mean is not None, use_compile
         ctx.distance = distance
         return total
@@ -520,10 +509,10 @@ class _NeighborSumTorch(torch.autograd.Function):
         mean = mean if ctx.has_mean else None
         acc = a1.dtype
         grad = grad.to(acc)
-        alpha = a1.sum(0)
-        for o, pcs in enumerate(ctx.pieces):
-            for ra, ca, rb, cb in pcs:
-                alpha[rb, cb] += a2[o, ra, ca]
+        # α: Σ_o α₁ at each pair's first unit plus Σ_o α₂ moved to its second unit (α₂ is 0 where
+        # there is no pair, so those land harmlessly on unit 0)
+        _, partner = ctx.grid._offset_maps(X.device)
+        alpha = a1.sum(0).view(-1).index_add(0, partner.view(-1), a2.view(-1)).view(a1.shape[1:])
         alpha, beta = alpha * grad, beta * grad
         if ctx.use_compile:
             grad_x = _compiled("grad")(X, mean, alpha[None, :, :, None], beta[:, None, :, :, None], ctx.pieces, acc)
