@@ -270,9 +270,10 @@ class _PairSums:
         if not self.defer:
             target.add_(_vdot(a, b, self.scratch, unit_dims))
             return
-        if key not in self.bufs:  # the first tile is the largest
-            self.bufs[key] = (torch.zeros(a.shape, device=a.device, dtype=a.dtype), target, unit_dims)
-        self.bufs[key][0][: a.shape[0]].addcmul_(a, b)
+        if key not in self.bufs:  # the first tile is the largest: its product fills the buffer
+            self.bufs[key] = (torch.mul(a, b), target, unit_dims)
+        else:
+            self.bufs[key][0][: a.shape[0]].addcmul_(a, b)
 
     def flush(self) -> None:
         for buf, target, unit_dims in self.bufs.values():
