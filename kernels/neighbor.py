@@ -64,20 +64,22 @@ def _vec_offsets(d, Q, s0, s3, LAYOUT: tl.constexpr):
     """Memory offset of element d of a unit's vector (d = p·Q + q)."""
     d64 = d.to(tl.int64)
     if LAYOUT == 1:  # pre == 1: the vector is the last dimension
-        return d64 * s3
+        off = d64 * s3
     elif LAYOUT == 2:  # post == 1: the vector is the first dimension
-        return d64 * s0
+        off = d64 * s0
     else:
-        return (d64 // Q) * s0 + (d64 % Q) * s3
+        off = (d64 // Q) * s0 + (d64 % Q) * s3
+    return off  # one return after the constexpr branches (early returns in them trip some Triton versions)
 
 
 @triton.jit
 def _sqrt(x, ACC_F64: tl.constexpr):
     """IEEE square root (round to nearest), not the fast approximation."""
     if ACC_F64:
-        return tl.sqrt(x)
+        y = tl.sqrt(x)
     else:
-        return tl.sqrt_rn(x)
+        y = tl.sqrt_rn(x)
+    return y
 
 
 @triton.jit
