@@ -687,6 +687,25 @@ def _rows_in(data: Any) -> List[Tuple[str, List[dict]]]:
     return found
 
 
+def _nested_scalars(data: Any) -> List[Tuple[str, dict]]:
+    """Dicts below the top level holding scalars (e.g. a benchmark's ``targets``), with their
+    dotted path: shown as bullet lists, since they are summaries, not tables."""
+    found = []
+
+    def walk(node: Any, path: str) -> None:
+        if not isinstance(node, dict):
+            return
+        scalars = {k: v for k, v in node.items() if _scalar(v)}
+        if path and scalars and not all(isinstance(v, dict) for v in node.values()):
+            found.append((path, scalars))
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{path}.{k}" if path else str(k))
+
+    walk(data, "")
+    return found
+
+
 def _meta_in(data: Any) -> List[Tuple[str, Any]]:
     """Top-level scalars, short lists of scalars and small flat dicts (a bullet list)."""
     if not isinstance(data, dict):
@@ -707,7 +726,8 @@ def _table(rows: List[dict], limit: int = 200) -> str:
     cols: List[str] = []
     for r in rows:
         for k, v in r.items():
-            if k not in cols and not isinstance(v, dict):
+            # raw per-repeat lists (e.g. ``all_s``) stay in the JSON file: a table cell can't show them
+            if k not in cols and not isinstance(v, (dict, list)):
                 cols.append(k)
     lines = [".. list-table::", "   :header-rows: 1", "   :class: bench-table", ""]
     if len(cols) > 7 and len(rows) <= 6:
@@ -784,6 +804,11 @@ def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
             if path and len(tables) > 1:
                 out.append(f"**{path}**\n")
             out.append(_table(rows))
+        table_paths = {p for p, _ in tables}
+        for path, scalars in _nested_scalars(data):
+            if path not in table_paths and not any(path.startswith(p + ".") for p in table_paths if p):
+                out.append(f"**{path}**\n")
+                out.append("\n".join(f"* {k}: {_cell(v)}" for k, v in scalars.items()) + "\n")
     text = "\n".join(out)
     _write_if_changed(out_dir / "performance.inc.rst", text)
     return text
