@@ -175,12 +175,21 @@ def test_kernel_fp16_returns_fp32():
     torch.testing.assert_close(k, t, rtol=1e-5, atol=1e-6)
 
 
-@needs_kernels
-def test_kernel_nan_propagates():
-    grid = tt.Grid(3, 3)
-    w = torch.randn(9, 4, dtype=torch.float64)
-    w[4, 0] = float("nan")
-    assert torch.isnan(K.neighbor_distance_mean(T.unit_view(w, grid, "rows"), grid, "euclidean"))
+@pytest.mark.parametrize("distance", DISTANCES)
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_kernels)])
+def test_nan_propagates_into_value_and_gradient(distance, backend):
+    """A NaN weight makes the loss NaN and the gradients of its unit and of its neighbours NaN
+    (as plain autograd would), on both backends; units with no NaN neighbour keep finite ones."""
+    grid = tt.Grid(4, 4)
+    w = torch.randn(16, 4, dtype=torch.float64)
+    w[5, 0] = float("nan")  # unit (1, 1)
+    w.requires_grad_()
+    loss = F.weight_similarity(w, grid, distance=distance, backend=backend)
+    assert torch.isnan(loss)
+    (g,) = torch.autograd.grad(loss, w)
+    touched = {5} | {u for u in range(16) if max(abs(u // 4 - 1), abs(u % 4 - 1)) == 1}
+    for u in range(16):
+        assert bool(torch.isnan(g[u]).any()) == (u in touched), u
 
 
 @needs_kernels
