@@ -281,8 +281,8 @@ def gpu_bandwidth_report(device: str, repeats: int) -> List[dict]:
     """Triton WS/AS forward + backward at 256×256 units × 256 against the copy bandwidth.
 
     Minimal traffic of a fused forward + backward: read X (forward), read X and write the
-    gradient (backward): 3·N·D·elsize bytes (the statistics pass for cosine/correlation and
-    neighbour re-reads hit the cache at best, so this is an upper bound on useful work).
+    gradient (backward): 3·N·D·elsize bytes.  That is what the kernels move for cosine when the
+    neighbours' re-reads hit the cache; correlation reads X once more for the units' means.
     """
     bw = copy_bandwidth(device)
     rows = []
