@@ -351,6 +351,31 @@ def test_tiled_torch_path_matches_brute_force_on_larger_grids(
     assert_torch_path_matches_brute_force(X, leaf, grid, distance)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["rows", "dense", "conv"])
+@pytest.mark.parametrize("wrap", [False, True])
+@pytest.mark.parametrize("budget", [5, 64, 1 << 18])
+def test_tiled_torch_path_half_precision(dtype, layout, wrap, budget, monkeypatch):
+    """Half inputs: each tile is converted to fp32 (scratch copies, a fp32 gradient band copied
+    out), so value and gradient equal the fp32 computation on the same (rounded) numbers."""
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    grid = tt.Grid(6, 7, radius=1.5, wrap=wrap)
+    for distance in DISTANCES:
+        leaf32, X32 = make_view(layout, 6, 7, 5, 3, dtype=torch.float32, seed=11)
+        leaf16 = leaf32.detach().to(dtype).requires_grad_()
+        X16 = T.unit_view(leaf16, grid, "rows" if layout == "rows" else "columns")
+        up = leaf16.detach().float().requires_grad_()
+        Xup = T.unit_view(up, grid, "rows" if layout == "rows" else "columns")
+        got = F.neighbor_distance_mean(X16, grid, distance=distance, backend="torch")
+        ref = F.neighbor_distance_mean(Xup, grid, distance=distance, backend="torch")
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+        (g16,) = torch.autograd.grad(got, leaf16)
+        (g32,) = torch.autograd.grad(ref, up)
+        assert g16.dtype == dtype
+        torch.testing.assert_close(g16.float(), g32.to(dtype).float(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("H, W", [(2, 1), (5, 1), (4, 2), (7, 2)])
 @pytest.mark.parametrize("budget", [1, 3, 1 << 18])
 def test_tiled_torch_path_on_grids_narrower_than_the_stencil(H, W, budget, monkeypatch):
