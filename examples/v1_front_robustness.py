@@ -316,8 +316,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
         json.dump(results, fh, indent=2)
     figs = [] if args.no_plots else make_figures(args, corr, kinds, fronts, conf)
     write_report(args, results, kinds, figs)
-    print(f"clean: " + ", ".join(f"{v} {_mean_sd(clean[v])[0]:.2f}%" for v in VARIANTS))
-    print(f"mean corruption accuracy: " + ", ".join(f"{v} {Rm[v]:.2f}%" for v in VARIANTS))
+    print("clean: " + ", ".join(f"{v} {_mean_sd(clean[v])[0]:.2f}%" for v in VARIANTS))
+    print("mean corruption accuracy: " + ", ".join(f"{v} {Rm[v]:.2f}%" for v in VARIANTS))
     print(f"relative difference biological vs uniform: {rel:+.2f}% (paper: +{PAPER_RELATIVE_DIFF}% on Tiny ImageNet-C)")
     print(f"wrote {args.out}/report.md ({time.time() - t0:.0f} s)")
     return results

@@ -1,6 +1,5 @@
 """attach() / Regularizer / terms: the one mechanism that hangs losses on layers."""
 import json
-import os
 
 import pytest
 import torch

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F

@@ -9,7 +9,7 @@ Gabor-like; a learned lateral kernel over (channel, space) becomes orientation-s
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
 import torch
 import torch.nn.functional as F

@@ -22,7 +22,7 @@ import re
 import textwrap
 import types
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
@@ -433,7 +433,6 @@ def api_page(qual: str, mod: types.ModuleType, documented: Dict[int, str]) -> st
         first = doc.split("\n\n")[0].splitlines()
         parts.append("\n".join(sanitize(first, qual)) + "\n")
 
-    rows = []
     groups: Dict[str, List[Tuple[str, Any]]] = {}
     order: List[str] = []
     for name in names:
