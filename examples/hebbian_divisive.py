@@ -120,9 +120,7 @@ def load_data(args):
         if args.n_train:
             tr = torch.utils.data.Subset(tr, range(min(args.n_train, len(tr))))
         train = tr
-        loader = torch.utils.data.DataLoader(te, batch_size=1000, shuffle=False)
-        xs, ys = zip(*[(x, y) for x, y in loader])
-        xte, yte = torch.cat(xs), torch.cat(ys)
+        xte, yte = tt.data.to_tensors(te, args.n_test or None, batch_size=1000, progress=True)
     if args.n_test:
         xte, yte = xte[: args.n_test], yte[: args.n_test]
     return train, xte, yte

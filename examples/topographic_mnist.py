@@ -145,20 +145,8 @@ def load_data(args):
             te = tt.data.cifar10(args.data_root, train=False, normalize=False)
             mean, std = tt.data.CIFAR10_MEAN, tt.data.CIFAR10_STD
 
-        def stack(ds, n):
-            n = len(ds) if n is None else min(n, len(ds))
-            loader = torch.utils.data.DataLoader(ds, batch_size=1000, shuffle=False)
-            xs, ys, got = [], [], 0
-            for x, y in tqdm(loader, desc="loading", leave=False):
-                xs.append(x)
-                ys.append(y)
-                got += x.shape[0]
-                if got >= n:
-                    break
-            return torch.cat(xs)[:n], torch.cat(ys)[:n]
-
-        xtr, ytr = stack(tr, args.n_train)
-        xte, yte = stack(te, args.n_test)
+        xtr, ytr = tt.data.to_tensors(tr, args.n_train, batch_size=1000, progress=True)
+        xte, yte = tt.data.to_tensors(te, args.n_test, batch_size=1000, progress=True)
     if args.n_train is not None:
         xtr, ytr = xtr[: args.n_train], ytr[: args.n_train]
     if args.n_test is not None:

@@ -118,18 +118,9 @@ def load_data(args):
             te = tt.data.tiny_imagenet(args.data_root, "val", normalize=False)
             mean, std, ncls = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 200
 
-        def stack(ds, n):
-            g = torch.Generator().manual_seed(1234)
-            idx = torch.randperm(len(ds), generator=g)[: (len(ds) if n is None else min(n, len(ds)))]
-            sub = torch.utils.data.Subset(ds, idx.tolist())
-            xs, ys = [], []
-            for x, y in tqdm(torch.utils.data.DataLoader(sub, batch_size=500, num_workers=2), desc="loading", leave=False):
-                xs.append(x)
-                ys.append(torch.as_tensor(y))
-            return torch.cat(xs), torch.cat(ys)
-
-        xtr, ytr = stack(tr, args.n_train)
-        xte, yte = stack(te, args.n_test)
+        # a fixed random subset of each split (seed 1234), the same on every machine
+        xtr, ytr = tt.data.to_tensors(tr, args.n_train, seed=1234, num_workers=2, progress=True)
+        xte, yte = tt.data.to_tensors(te, args.n_test, seed=1234, num_workers=2, progress=True)
     if args.n_train is not None:
         xtr, ytr = xtr[: args.n_train], ytr[: args.n_train]
     if args.n_test is not None:

@@ -126,6 +126,42 @@ def test_dataset_loaders_never_download(tmp_path):
         tt.data.tiny_imagenet(str(tmp_path), split="test")
 
 
+class _PairsDataset(torch.utils.data.Dataset):
+    """Items (x, y) with an int label, as torchvision datasets give them."""
+
+    def __init__(self, n):
+        self.x = torch.arange(n * 6, dtype=torch.float32).reshape(n, 1, 2, 3)
+
+    def __len__(self):
+        return self.x.shape[0]
+
+    def __getitem__(self, i):
+        return self.x[i], int(i % 10)
+
+
+def test_to_tensors_loads_items_in_order_or_a_seeded_subset():
+    ds = _PairsDataset(23)
+    x, y = tt.data.to_tensors(ds, batch_size=4)
+    assert torch.equal(x, ds.x) and torch.equal(y, torch.arange(23) % 10) and y.dtype == torch.int64
+    x5, y5 = tt.data.to_tensors(ds, 5)
+    assert torch.equal(x5, ds.x[:5]) and torch.equal(y5, torch.arange(5))
+    assert tt.data.to_tensors(ds, 100)[0].shape[0] == 23  # more than there is: all
+    xa, ya = tt.data.to_tensors(ds, 7, seed=3, batch_size=2)
+    xb, _ = tt.data.to_tensors(ds, 7, seed=3)
+    idx = torch.randperm(23, generator=torch.Generator().manual_seed(3))[:7]
+    assert torch.equal(xa, xb) and torch.equal(xa, ds.x[idx]) and torch.equal(ya, idx % 10)
+    # a TensorDataset (0-d tensor labels) too
+    xt, yt = tt.data.to_tensors(torch.utils.data.TensorDataset(ds.x, torch.arange(23)), 4)
+    assert torch.equal(yt, torch.arange(4))
+
+
+@pytest.mark.parametrize("kw, match", [({"n": -1}, "n must"), ({"n": 2.5}, "n must"), ({"n": True}, "n must"),
+                                       ({"n": 0}, "nothing to load"), ({"batch_size": 0}, "batch_size")])
+def test_to_tensors_bad_arguments(kw, match):
+    with pytest.raises(ValueError, match=match):
+        tt.data.to_tensors(_PairsDataset(3), **kw)
+
+
 def test_normalize_module():
     n = tt.data.Normalize((0.5,), (0.25,))
     x = torch.rand(2, 1, 4, 4)

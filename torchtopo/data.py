@@ -23,6 +23,7 @@ __all__ = [
     "mnist",
     "cifar10",
     "tiny_imagenet",
+    "to_tensors",
     "Normalize",
 ]
 
@@ -93,6 +94,60 @@ def mnist_sample(split: str = "train", *, normalize: bool = True) -> TensorDatas
     See :func:`mnist_sample_tensors`; ``ds.tensors`` gives ``(images, labels)``.
     """
     return TensorDataset(*mnist_sample_tensors(split, normalize=normalize))
+
+
+def to_tensors(
+    dataset: Dataset,
+    n: Optional[int] = None,
+    *,
+    seed: Optional[int] = None,
+    batch_size: int = 500,
+    num_workers: int = 0,
+    progress: bool = False,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Load (part of) a map-style dataset of ``(image, label)`` pairs into two tensors.
+
+    For the evaluations that want a whole test set, or a fixed training subset, in memory
+    (corruptions, attacks, activation statistics).
+
+    Args:
+        dataset: items ``(x, y)`` with ``x`` a tensor and ``y`` an int or a 0-d tensor.
+        n: how many items (default all; more than the dataset has means all).
+        seed: ``None`` takes the first ``n`` items in order; an int takes a random subset of
+            ``n`` drawn with that seed (the same on every machine), in the drawn order.
+        batch_size, num_workers: of the :class:`~torch.utils.data.DataLoader` that reads it.
+        progress: a ``tqdm`` bar when ``tqdm`` is installed.
+
+    Returns:
+        ``(x, y)``: the stacked items (n, ...) and int64 labels (n,).
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ValueError(f"to_tensors: n must be a non-negative int or None, got {n!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"to_tensors: batch_size must be a positive int, got {batch_size!r}")
+    total = len(dataset)
+    k = total if n is None else min(n, total)
+    if seed is None:
+        idx = list(range(k))
+    else:
+        idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:k].tolist()
+    if k == 0:
+        raise ValueError("to_tensors: nothing to load (an empty dataset, or n=0)")
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, idx), batch_size=batch_size, shuffle=False, num_workers=num_workers
+    )
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            loader = tqdm(loader, desc="loading", leave=False)
+        except ImportError:  # pragma: no cover - tqdm is in the examples extra
+            pass
+    xs, ys = [], []
+    for x, y in loader:
+        xs.append(x)
+        ys.append(torch.as_tensor(y, dtype=torch.long))
+    return torch.cat(xs), torch.cat(ys)
 
 
 def _require_torchvision():
