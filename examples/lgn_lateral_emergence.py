@@ -249,14 +249,9 @@ def analyse(model, a: argparse.Namespace) -> Dict:
 
 
 def evaluate(model, data, n: int = 2000, batch: int = 250) -> float:
-    model.eval()
+    """Top-1 accuracy (fraction) on a fixed set of n test items."""
     x, y = data.fixed(n, seed=12345)
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            correct += int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
-    model.train()
-    return correct / x.shape[0]
+    return tt.robustness.evaluate_accuracy(model, (x, y), batch_size=batch) / 100.0
 
 
 # ------------------------------------------------------------------------------ figures

@@ -205,13 +205,9 @@ def train(model: nn.Module, xtr, ytr, args, seed: int, desc: str) -> List[float]
     return losses
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, x, y, args, bs: int = 500) -> float:
-    model.eval()
-    correct = 0
-    for i in range(0, x.shape[0], bs):
-        correct += int((model(x[i:i + bs].to(args.device)).argmax(1).cpu() == y[i:i + bs]).sum())
-    return 100.0 * correct / x.shape[0]
+    """Top-1 accuracy in percent (eval mode)."""
+    return tt.robustness.evaluate_accuracy(model, (x, y), batch_size=bs, device=args.device)
 
 
 def corruption_eval(models: Dict[str, List[nn.Module]], xte, yte, args) -> Dict[str, Dict[str, List[List[float]]]]:

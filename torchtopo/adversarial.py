@@ -184,19 +184,13 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy (fraction in [0, 1]) of ``model`` in eval mode on ``(x, y)``."""
+    """Top-1 accuracy (fraction in [0, 1]) of ``model`` in eval mode on ``(x, y)``: the same
+    count as :func:`torchtopo.robustness.evaluate_accuracy` (which gives percent and also takes
+    Datasets and loaders), on tensors, with this module's input checks."""
     _check_xy("accuracy", x, y)
-    dev = _device(model)
-    correct = torch.zeros((), dtype=torch.long, device=dev)
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for xb, yb in _batches(x, y, batch_size):
-                correct += (model(xb.to(dev)).argmax(1) == yb.to(dev)).sum()
-    finally:
-        model.train(was)
-    return float(correct) / max(1, x.shape[0])
+    from .robustness import evaluate_accuracy
+
+    return evaluate_accuracy(model, (x, y), batch_size=batch_size, device=_device(model)) / 100.0
 
 
 def gaussian_noise_accuracy(
