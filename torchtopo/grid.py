@@ -301,5 +301,7 @@ def as_grid(grid: GridLike, *, name: str = "grid") -> Grid:
     if isinstance(grid, (tuple, list)) and len(grid) == 2 and all(
         isinstance(v, int) and not isinstance(v, bool) for v in grid
     ):
+        if torch.compiler.is_compiling():  # dynamo traces through lru_cache anyway (and warns)
+            return Grid(int(grid[0]), int(grid[1]))
         return _grid_of_shape(int(grid[0]), int(grid[1]))
     raise TypeError(f"{name} must be a torchtopo.Grid or an (height, width) tuple of ints, got {grid!r}")
