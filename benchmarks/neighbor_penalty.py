@@ -150,6 +150,7 @@ def build(impl: str, case: dict, device: str, dtype: torch.dtype) -> Callable[[]
         loss().backward()
 
     step.zero = lambda: setattr(x, "grad", None)  # type: ignore[attr-defined]
+    step.loss = loss  # type: ignore[attr-defined]  # (tests check the implementations agree)
     return step
 
 
