@@ -47,6 +47,15 @@ import torchtopo.functional as F
 from torchtopo.functional._topo import resolve_backend
 
 EPS = 1e-8
+def _topoloss_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return " " + version("topoloss") if _topoloss_lp is not None else ""
+    except Exception:  # pragma: no cover
+        return ""
+
+
 TOPOLOSS_FACTOR = 3.0  # down/up-sampling factor of the LaplacianPyramid loss (both axes)
 
 try:  # the real package, in the benchmark's environment only (not a torchtopo dependency)
@@ -490,7 +499,7 @@ def main(argv=None) -> dict:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
-        "topoloss": TOPOLOSS_LABEL,
+        "topoloss": TOPOLOSS_LABEL + _topoloss_version(),
         "topoloss_factor": TOPOLOSS_FACTOR,
         "backends": backends,
         "note": "median and min of interleaved repeats on a shared machine; peak_extra_mb "
