@@ -424,7 +424,7 @@ def test_vector_only_tiles_defer_their_products(monkeypatch):
         real_flush(self)
 
     monkeypatch.setattr(T._PairSums, "flush", flush)
-    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # 4 × 5 units: 2 batch rows per tile
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # 4 × 5 units: one batch row per (half-budget) tile
     grid = tt.Grid(4, 5)
     leaf, X = make_view("dense", 4, 5, 7, 1, seed=3)
     got = F.neighbor_distance_mean(X, grid, distance="correlation", backend="torch")

@@ -186,17 +186,20 @@ def _pair_blocks(H: int, W: int, dr: int, dc: int, wrap: bool):
 
 
 def _tiles(shape, halo: int):
-    """Tiles ``(pre slice, post slice, r0, r1)`` of a ``(pre, H, W, post)`` view, each of about
-    ``_CHUNK_ELEMENTS`` elements counting ``halo`` extra grid rows.  A grid that fits whole is
-    split along ``pre`` (no halo needed); a larger one into bands of grid rows, and only where a
-    single band with its halo is still too large along ``post`` too."""
+    """Tiles ``(pre slice, post slice, r0, r1)`` of a ``(pre, H, W, post)`` view, each of at most
+    about ``_CHUNK_ELEMENTS`` elements counting ``halo`` extra grid rows.  A grid that fits whole
+    is split along ``pre`` (no halo needed; half-budget tiles); a larger one into bands of grid
+    rows, and only where a single band with its halo is still too large along ``post`` too."""
     P, H, W, Q = shape
     if P * H * W * Q == 0:
         return []
     budget = _CHUNK_ELEMENTS
     row = W * Q
     if H * row <= budget:
-        pc, qc, rc = max(1, min(P, budget // (H * row))), Q, H
+        # whole-grid tiles (no halo) take half the budget: with the tile-shaped product buffers
+        # of the forward walk they stay closer to L2 (about 12 % faster for AS at 128² units
+        # × batch 256 in an interleaved A/B), while bands need the full budget to amortise halos
+        pc, qc, rc = max(1, min(P, (budget // 2) // (H * row))), Q, H
     else:
         pc, rc, qc = 1, budget // row - halo, Q
         if rc < 1:
