@@ -1,25 +1,15 @@
 """The benchmark scripts are not tests (nothing here times anything), but they must run, and the
 baselines they time must compute the same quantity as torchtopo, or their ratios mean nothing."""
-import importlib.util
 import json
-import pathlib
 
 import pytest
 import torch
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from _scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def neighbor_penalty():
-    return _load("neighbor_penalty")
+    return load_script("benchmarks/neighbor_penalty.py")
 
 
 @pytest.mark.parametrize("kind, distance", [("WS", "cosine"), ("WS", "euclidean"), ("AS", "correlation"), ("AS", "sqeuclidean")])
@@ -47,6 +37,6 @@ def test_neighbor_penalty_runs_and_writes_json(neighbor_penalty, tmp_path):
 
 def test_hah_block_benchmark_runs(tmp_path):
     out = tmp_path / "hah.json"
-    _load("hah_block").main(["--batch", "2", "--channels", "3", "4", "--size", "8", "--warmup", "0",
+    load_script("benchmarks/hah_block.py").main(["--batch", "2", "--channels", "3", "4", "--size", "8", "--warmup", "0",
                              "--repeat", "1", "--out", str(out)])
     assert json.loads(out.read_text())

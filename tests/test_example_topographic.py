@@ -1,19 +1,13 @@
 """Smoke test of examples/topographic_mnist.py (issue 2 item 8, issue 4) in its tiny CI mode."""
-import importlib.util
 import json
 import os
-import pathlib
 
 import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("topographic_mnist", ROOT / "examples" / "topographic_mnist.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("examples/topographic_mnist.py")
 
 
 @pytest.fixture(scope="module")

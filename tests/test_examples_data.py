@@ -1,22 +1,11 @@
 """The examples' torchvision-dataset branches (CIFAR-10, full MNIST, Tiny ImageNet), which the
 offline CI cannot reach with real data: the loaders are replaced by small fake datasets of the
 right shapes, and each example's ``load_data`` must turn them into the tensors it trains on."""
-import importlib.util
-import pathlib
-
 import pytest
 import torch
+from _scripts import load_script
 
 import torchtopo as tt
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class FakeImages(torch.utils.data.Dataset):
@@ -46,7 +35,7 @@ def fake_datasets(monkeypatch):
     ("cifar10", None, None, (3, 32, 32)), ("cifar10", 25, 7, (3, 32, 32)), ("mnist", 12, None, (1, 28, 28)),
 ])
 def test_topographic_example_loads_torchvision_data(fake_datasets, tmp_path, dataset, n_train, n_test, shape):
-    mod = _load("topographic_mnist")
+    mod = load_script("examples/topographic_mnist.py")
     argv = ["--dataset", dataset, "--data-root", str(tmp_path), "--out", str(tmp_path / "out")]
     argv += ["--n-train", str(n_train)] if n_train else []
     argv += ["--n-test", str(n_test)] if n_test else []
@@ -61,7 +50,7 @@ def test_topographic_example_loads_torchvision_data(fake_datasets, tmp_path, dat
 
 @pytest.mark.parametrize("dataset, shape, classes", [("cifar10", (3, 32, 32), 10), ("tiny-imagenet", (3, 64, 64), 200)])
 def test_v1_example_loads_torchvision_data(fake_datasets, tmp_path, dataset, shape, classes):
-    mod = _load("v1_front_robustness")
+    mod = load_script("examples/v1_front_robustness.py")
     argv = ["--dataset", dataset, "--data-root", str(tmp_path), "--out", str(tmp_path / "out"),
             "--n-train", "9", "--n-test", "5"]
     xtr, ytr, xte, yte, mean, std, ncls = mod.load_data(mod.parse_args(argv))
@@ -72,7 +61,7 @@ def test_v1_example_loads_torchvision_data(fake_datasets, tmp_path, dataset, sha
 
 
 def test_hebbian_example_loads_torchvision_data(fake_datasets, tmp_path):
-    mod = _load("hebbian_divisive")
+    mod = load_script("examples/hebbian_divisive.py")
     argv = ["--dataset", "cifar10", "--data-root", str(tmp_path), "--out", str(tmp_path / "out"),
             "--n-train", "11", "--n-test", "6"]
     train, xte, yte = mod.load_data(mod.parse_args(argv))

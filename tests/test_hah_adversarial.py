@@ -1,9 +1,9 @@
 """tt.adversarial: PGD, noise accuracy, sparsity statistics (STUDIES.md §3), and the example."""
 import json
-import os
 
 import pytest
 import torch
+from _scripts import load_script
 from torch import nn
 
 import torchtopo as tt
@@ -120,12 +120,7 @@ def test_sparsity_stats_against_direct_computation():
 
 
 def test_example_tiny_run(tmp_path):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "hebbian_divisive.py")
-    spec = importlib.util.spec_from_file_location("hebbian_divisive", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("examples/hebbian_divisive.py")
     out = tmp_path / "run"
     payload = mod.main(["--tiny", "--out", str(out)])
     for f in ("report.md", "results.json", "activation_histograms.png", "robustness.png", "training_curves.png"):
@@ -142,12 +137,7 @@ def test_example_tiny_run(tmp_path):
 
 
 def test_example_cifar_config_is_the_papers(tmp_path):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "hebbian_divisive.py")
-    spec = importlib.util.spec_from_file_location("hebbian_divisive_cfg", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("examples/hebbian_divisive.py", "hebbian_divisive_cfg")
     a = mod.parse_args(["--dataset", "cifar10", "--data-root", str(tmp_path)])
     assert (a.epochs, a.batch_size, a.lr) == (100, 128, 1e-3)
     assert a.linf == [2 / 255] and a.l2 == [0.25] and a.noise == [0.1]

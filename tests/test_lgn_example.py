@@ -1,21 +1,15 @@
 """Smoke run of examples/lgn_lateral_emergence.py in its tiny mode."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "..", "examples", "lgn_lateral_emergence.py")
+from _scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("lgn_lateral_emergence", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("examples/lgn_lateral_emergence.py")
 
 
 def test_example_tiny_mnist(tmp_path):

@@ -1,11 +1,10 @@
 """torchtopo.v1.analysis: conformance report, tuning, ablation, plots; the example's smoke run."""
-import importlib.util
 import json
 import math
-import os
 
 import pytest
 import torch
+from _scripts import load_script
 from scipy import stats
 
 from torchtopo.v1 import V1Front
@@ -108,10 +107,7 @@ def test_plots(tmp_path):
 
 
 def test_example_tiny_smoke(tmp_path):
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "v1_front_robustness.py")
-    spec = importlib.util.spec_from_file_location("v1_front_robustness", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("examples/v1_front_robustness.py")
     out = tmp_path / "run"
     res = mod.main(["--tiny", "--out", str(out), "--n-train", "128", "--n-test", "64", "--no-plots"])
     assert (out / "report.md").exists() and (out / "results.json").exists()
