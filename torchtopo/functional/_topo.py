@@ -253,11 +253,9 @@ def _tile(X: Tensor, ps: slice, qs: slice, lo: int, hi: int, wrap: bool, mean: O
     return x, lo
 
 
-def _vdot(a: Tensor, b: Tensor, scratch: _Scratch, unit_dims: int) -> Tensor:
-    """Σ over the vector dims of a·b for a tile piece ``(pre, units..., [post])`` with
-    ``unit_dims`` unit dimensions after ``pre``: the product goes to a scratch buffer and is
-    summed over ``pre`` and ``post``, giving the units' map."""
-    t = torch.mul(a, b, out=scratch.get("prod", a.shape))
+def _vector_sum(t: Tensor, unit_dims: int) -> Tensor:
+    """Σ over the vector dims of a tile piece ``(pre, units..., [post])`` with ``unit_dims`` unit
+    dimensions after ``pre`` (i.e. over ``pre`` and ``post``): the units' map."""
     return t.sum(dim=(0,) + tuple(range(1 + unit_dims, t.dim())))
 
 
@@ -270,8 +268,8 @@ class _PairSums:
         self.scratch, self.defer, self.bufs = scratch, defer, {}
 
     def add(self, key, a: Tensor, b: Tensor, target: Tensor, unit_dims: int) -> None:
-        if not self.defer:
-            target.add_(_vdot(a, b, self.scratch, unit_dims))
+        if not self.defer:  # the product in a scratch buffer, reduced at once
+            target.add_(_vector_sum(torch.mul(a, b, out=self.scratch.get("prod", a.shape)), unit_dims))
             return
         if key not in self.bufs:  # the first tile is the largest: its product fills the buffer
             self.bufs[key] = (torch.mul(a, b), target, unit_dims)
@@ -280,7 +278,7 @@ class _PairSums:
 
     def flush(self) -> None:
         for buf, target, unit_dims in self.bufs.values():
-            target.add_(buf.sum(dim=(0,) + tuple(range(1 + unit_dims, buf.dim()))))
+            target.add_(_vector_sum(buf, unit_dims))
         self.bufs = {}
 
 
@@ -471,8 +469,9 @@ class _NeighborSumTorch(torch.autograd.Function):
             mean = X.sum(dim=(0, 3), dtype=acc) / max(D, 1)  # (H, W)
         angular = distance in ("cosine", "correlation")
         use_compile = _use_compile()
-        pieces = [_pair_blocks(H, W, dr, dc, grid.wrap) for dr, dc in grid.offsets] if use_compile else None
+        pieces = None
         if use_compile:
+            pieces = [_pair_blocks(H, W, dr, dc, grid.wrap) for dr, dc in grid.offsets]
             nsq, q = _compiled("sums")(X, mean, pieces, angular, acc)
         else:
             nsq, q = _walk_sums(X, grid, mean, angular, acc)
