@@ -317,6 +317,13 @@ def make_figures(args, corr, kinds, fronts, conf) -> List[str]:
     import matplotlib.pyplot as plt
 
     out = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, name), dpi=110)
+        plt.close(fig)
+        out.append(name)
+
     fig, ax = plt.subplots(figsize=(11, 3.6))
     w = 0.27
     for i, v in enumerate(VARIANTS):
@@ -326,10 +333,7 @@ def make_figures(args, corr, kinds, fronts, conf) -> List[str]:
     ax.set_xticklabels(kinds, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("accuracy (%), mean over severities")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "corruptions.png"), dpi=110)
-    plt.close(fig)
-    out.append("corruptions.png")
+    save(fig, "corruptions.png")
 
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
     for v in VARIANTS:
@@ -338,10 +342,7 @@ def make_figures(args, corr, kinds, fronts, conf) -> List[str]:
     ax.set_xlabel("severity")
     ax.set_ylabel("mean accuracy over 15 corruptions (%)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out, "severity.png"), dpi=110)
-    plt.close(fig)
-    out.append("severity.png")
+    save(fig, "severity.png")
 
     for v, f in fronts.items():
         fig = V1A.plot_conformance(f, os.path.join(args.out, f"conformance_{v}.png"), report=conf[v])
