@@ -1,13 +1,19 @@
 """Shared pytest configuration.
 
-Kernels (issue 3): without a CUDA device the Triton kernels can only run in Triton's interpreter,
+Tests run with ``--import-mode=importlib`` (test files in different folders may share a name),
+so this folder is put on ``sys.path`` for the shared helpers (``from _scripts import ...``).
+
+Kernels: without a CUDA device the Triton kernels can only run in Triton's interpreter,
 which reads ``TRITON_INTERPRET`` when a kernel is defined, so it is set here, before any test
 module imports ``triton`` or ``torchtopo.kernels``.  Tests marked ``@pytest.mark.cuda`` are
 skipped when no CUDA device is present.
 """
 import os
+import sys
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 try:
     import torch

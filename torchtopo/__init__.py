@@ -2,43 +2,26 @@
 
 >>> import torchtopo as tt
 >>> reg = tt.attach(model, {"fc1": tt.WeightSimilarity(strength=1.0, distance="cosine")})
+
+One block per study, in the README's order; the namespaces ``tt.functional``, ``tt.analysis``,
+``tt.robustness``, ``tt.plot``, ``tt.models``, ``tt.data``, ``tt.adversarial`` and ``tt.v1`` hold
+the rest.
 """
-from . import data, functional, models
+from . import adversarial, analysis, data, functional, models, plot, robustness, v1
+
+# geometry and attachment
 from .grid import Grid, as_grid
 from .regularizer import Regularizer, Term, attach
+
+# topographic units and losses (Truong & Hasson; TDANN)
 from .terms import ActivationSimilarity, SpatialCorrelation, WeightSimilarity
 from .topo import TopoLinear
 
-__version__ = "0.1.0"
+# V1-like front-end (Barbulescu et al.; VOneNet)
+from .v1 import V1Front, with_v1_front
 
-__all__ = [
-    "Grid",
-    "as_grid",
-    "Term",
-    "Regularizer",
-    "attach",
-    "WeightSimilarity",
-    "ActivationSimilarity",
-    "SpatialCorrelation",
-    "TopoLinear",
-    "data",
-    "functional",
-    "models",
-]
-
-# Each section below adds its imports and `__all__ += [...]`.
-# --- analysis / robustness / plot (issue 4) ---
-from . import analysis, plot, robustness  # noqa: E402  (plot imports matplotlib lazily)
-
-__all__ += ["analysis", "robustness", "plot"]
-# --- V1 front (issue 5) ---
-from . import v1  # noqa: E402
-from .v1 import V1Front, with_v1_front  # noqa: E402
-
-__all__ += ["v1", "V1Front", "with_v1_front"]
-# --- HaH (issue 6) ---
-from . import adversarial  # noqa: E402
-from .hah import (  # noqa: E402
+# Hebbian / anti-Hebbian learning with divisive normalisation (Cekic et al.)
+from .hah import (
     GDN,
     PAPER_HEBBIAN_STRENGTHS,
     DivisiveNorm,
@@ -52,8 +35,36 @@ from .hah import (  # noqa: E402
     to_hah,
 )
 
-__all__ += [
+# LGN pre-filter and lateral connections (Bertoni et al.)
+from .lgn import LateralConv2d, LGNFilter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # namespaces
     "adversarial",
+    "analysis",
+    "data",
+    "functional",
+    "models",
+    "plot",
+    "robustness",
+    "v1",
+    # geometry and attachment
+    "Grid",
+    "as_grid",
+    "Term",
+    "Regularizer",
+    "attach",
+    # topographic
+    "WeightSimilarity",
+    "ActivationSimilarity",
+    "SpatialCorrelation",
+    "TopoLinear",
+    # V1
+    "V1Front",
+    "with_v1_front",
+    # Hebbian
     "NormalizedConv2d",
     "DivisiveNorm",
     "FractionalThreshold",
@@ -65,8 +76,7 @@ __all__ += [
     "hah_layer_names",
     "hebbian_terms",
     "PAPER_HEBBIAN_STRENGTHS",
+    # LGN
+    "LGNFilter",
+    "LateralConv2d",
 ]
-# --- LGN and lateral (issue 7) ---
-from .lgn import LateralConv2d, LGNFilter  # noqa: E402
-
-__all__ += ["LGNFilter", "LateralConv2d"]

@@ -5,10 +5,10 @@ Triton compiler rejects; compiling for an NVIDIA target through Triton's own fro
 passes and the bundled ``ptxas`` catches that on a machine with no GPU.  Run as a script
 (``TRITON_INTERPRET`` must be unset: it replaces ``triton.jit`` at import)::
 
-    python tests/_compile_kernels.py            # a representative set of variants, sm_90
-    python tests/_compile_kernels.py --all 80   # every dtype × metric × wrap × layout, sm_80
+    python tests/kernels/_compile_kernels.py            # a representative set of variants, sm_90
+    python tests/kernels/_compile_kernels.py --all 80   # every dtype × metric × wrap × layout, sm_80
 
-``tests/test_kernels.py`` runs the representative set in a subprocess.
+``tests/kernels/test_neighbor.py`` runs the representative set in a subprocess.
 """
 from __future__ import annotations
 
