@@ -29,9 +29,9 @@ ROOT = DOCS.parent
 API_OUT = DOCS / "api" / "generated"
 GEN_OUT = DOCS / "_generated"
 
-#: Public namespaces documented besides ``torchtopo`` itself (DESIGN.md § The public API), in
-#: page order.  A name missing from the installed package is skipped; any submodule listed in
-#: ``torchtopo.__all__`` is documented too.
+#: Public namespaces documented besides ``torchtopo`` itself, in page order.  A name missing
+#: from the installed package is skipped; any submodule listed in ``torchtopo.__all__`` is
+#: documented too.
 PUBLIC_SUBMODULES = ["functional", "models", "analysis", "robustness", "plot", "data", "v1", "kernels"]
 
 #: Titles of the groups on the ``torchtopo`` page, by defining module; other modules get the
@@ -39,20 +39,30 @@ PUBLIC_SUBMODULES = ["functional", "models", "analysis", "robustness", "plot", "
 GROUP_TITLES = {
     "torchtopo.grid": "Geometry",
     "torchtopo.regularizer": "Terms and attachment",
-    "torchtopo.terms": "Topographic terms",
-    "torchtopo.topo": "Topographic layers",
-    "torchtopo.lgn": "LGN pre-filter and lateral connections",
-    "torchtopo.hah": "Hebbian/anti-Hebbian layers and terms",
+    "torchtopo.topographic": "Topographic layers and terms (Truong & Hasson; TDANN)",
+    "torchtopo.lgn": "LGN pre-filter and lateral connections (Bertoni et al.)",
+    "torchtopo.hebbian": "Hebbian/anti-Hebbian layers and terms (Cekic et al.)",
     "torchtopo.v1": "V1 front-end",
+    "torchtopo.v1.front": "V1 front-end",
+    "torchtopo.v1.stem": "V1 front-end in front of a model",
     "torchtopo.adversarial": "Attacks and robustness of the HaH study",
-    "torchtopo.analysis.topographic": "Topographic analyses (Truong & Hasson)",
+    "torchtopo.analysis.collect": "Collecting activations",
+    "torchtopo.analysis.maps": "Map statistics",
+    "torchtopo.analysis.units": "Unit statistics",
+    "torchtopo.analysis.categories": "Category selectivity",
+    "torchtopo.analysis.probes": "Stimuli and tuning probes",
     "torchtopo.analysis.fits": "Filter fits: Laplacian of Gaussian and Gabor",
     "torchtopo.analysis.lateral": "Lateral-kernel analyses",
-    "torchtopo.functional._topo": "Topographic losses",
-    "torchtopo.functional._hah": "Hebbian/anti-Hebbian functions",
+    "torchtopo.functional.topographic": "Topographic losses",
+    "torchtopo.functional.hebbian": "Hebbian/anti-Hebbian functions",
+    "torchtopo.functional.gabor": "Gabor filters",
+    "torchtopo.robustness.corruptions": "Image corruptions",
+    "torchtopo.robustness.weights": "Weight perturbations",
+    "torchtopo.robustness.evaluate": "Evaluation under corruption and weight noise",
+    "torchtopo.models._registry": "Model registry",
     "torchtopo.models.topographic": "Topographic CNNs (Truong & Hasson)",
     "torchtopo.models.v1": "V1 front-end models (VOneNet)",
-    "torchtopo.models.hah": "HaH models (Cekic et al.)",
+    "torchtopo.models.hebbian": "HaH models (Cekic et al.)",
     "torchtopo.models.lgn": "LGN-CNN (Bertoni et al.)",
     "torchtopo.kernels": "Triton kernels",
 }

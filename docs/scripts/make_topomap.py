@@ -30,7 +30,7 @@ OUT = Path(__file__).resolve().parent.parent / "_static" / "topomap.png"
 
 
 def morans_i(maps: torch.Tensor, grid: tt.Grid) -> torch.Tensor:
-    """Moran's I of each (H·W) map with binary neighbour weights (STUDIES.md §1)."""
+    """Moran's I of each (H·W) map with binary neighbour weights (Moran 1950)."""
     i, j = grid.neighbor_pairs()
     z = maps - maps.mean(dim=1, keepdim=True)
     num = 2 * (z[:, i] * z[:, j]).sum(dim=1)  # each unordered pair counted both ways
