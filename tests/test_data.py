@@ -1,4 +1,4 @@
-"""TopoLinear, the study CNNs, the offline data and the packaging."""
+"""The offline MNIST sample, the torchvision loaders, to_tensors, batches and Normalize."""
 import io
 import os
 import subprocess
@@ -111,3 +111,44 @@ def test_normalize_module():
         tt.data.Normalize((0.0,), (0.0,))
     m = tt.data.Normalize((0.1, 0.2, 0.3), (1.0, 2.0, 3.0))
     assert set(m.state_dict()) == {"mean", "std"}
+
+
+def test_batches_shuffles_with_the_generator_and_covers_every_row():
+    x = torch.arange(10.0).reshape(10, 1)
+    y = torch.arange(10)
+    got = list(tt.data.batches(x, y, 4, generator=torch.Generator().manual_seed(0)))
+    assert [b[0].shape[0] for b in got] == [4, 4, 2]
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.cat([b[1] for b in got]), order)
+    assert all(torch.equal(xb[:, 0].long(), yb) for xb, yb in got)  # rows stay paired
+    again = list(tt.data.batches(x, y, 4, generator=torch.Generator().manual_seed(0)))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(got, again))
+    g = torch.Generator().manual_seed(0)  # one generator over epochs: a new order each epoch
+    e1 = torch.cat([b[1] for b in tt.data.batches(x, y, 4, generator=g)])
+    e2 = torch.cat([b[1] for b in tt.data.batches(x, y, 4, generator=g)])
+    assert not torch.equal(e1, e2) and sorted(e2.tolist()) == list(range(10))
+
+
+def test_batches_in_order_and_drop_last():
+    x, y = torch.randn(10, 3), torch.arange(10)
+    plain = list(tt.data.batches(x, y, 4, shuffle=False))
+    assert [b[1].tolist() for b in plain] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert torch.equal(plain[0][0], x[:4])
+    dropped = list(tt.data.batches(x, y, 4, shuffle=False, drop_last=True))
+    assert [b[1].tolist() for b in dropped] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    shuffled = list(tt.data.batches(x, y, 4, generator=torch.Generator().manual_seed(1), drop_last=True))
+    assert [b[0].shape[0] for b in shuffled] == [4, 4]
+    assert list(tt.data.batches(x, y, 20, drop_last=True)) == []
+    assert len(list(tt.data.batches(x, y, 10, drop_last=True))) == 1
+
+
+@pytest.mark.parametrize("args, kw, exc, match", [
+    ((torch.zeros(3, 2), torch.zeros(4), 2), {}, ValueError, "same number of rows"),
+    ((torch.zeros(3, 2), torch.zeros(3), 0), {}, ValueError, "batch_size"),
+    ((torch.zeros(3, 2), torch.zeros(3), 2.0), {}, TypeError, "batch_size"),
+    (([1, 2, 3], torch.zeros(3), 2), {}, TypeError, "x must be a torch.Tensor"),
+    ((torch.zeros(3, 2), torch.zeros(3), 2), {"shuffle": "no"}, TypeError, "shuffle"),
+])
+def test_batches_bad_arguments(args, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        list(tt.data.batches(*args, **kw))

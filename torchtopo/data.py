@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import gzip
 import os
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset
+
+from ._checks import check_bool, check_int, check_tensor
 
 __all__ = [
     "MNIST_MEAN",
@@ -24,6 +26,7 @@ __all__ = [
     "cifar10",
     "tiny_imagenet",
     "to_tensors",
+    "batches",
     "Normalize",
 ]
 
@@ -148,6 +151,60 @@ def to_tensors(
         xs.append(x)
         ys.append(torch.as_tensor(y, dtype=torch.long))
     return torch.cat(xs), torch.cat(ys)
+
+
+def batches(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    *,
+    generator: Optional[torch.Generator] = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """Minibatches ``(x[idx], y[idx])`` of two in-memory tensors: one epoch of training data.
+
+    With ``shuffle`` (the default) the order is one ``torch.randperm(len(x), generator=generator)``
+    drawn when iteration starts, so a seeded ``generator`` gives the same batches on every machine
+    and successive epochs with the same generator differ; without it the batches are
+    consecutive slices.  ``drop_last`` leaves out a final batch smaller than ``batch_size`` (for
+    terms that need at least two stimuli per batch).
+
+    Args:
+        x: inputs (n, ...).
+        y: labels or targets (n, ...), on the same rows as ``x``.
+        batch_size: rows per batch, >= 1.
+        generator: the :class:`torch.Generator` of the permutation; ``None`` uses the global one.
+        shuffle: draw a random order (True) or keep the given one (False).
+        drop_last: skip the last, incomplete batch.
+
+    Yields:
+        ``(xb, yb)`` on the device of ``x`` and ``y``.
+
+    Example::
+
+        g = torch.Generator().manual_seed(0)
+        for epoch in range(3):
+            for xb, yb in tt.data.batches(xtr, ytr, 128, generator=g):
+                ...
+    """
+    x = check_tensor(x, "x", "batches", floating=False, nonempty=True)
+    y = check_tensor(y, "y", "batches", floating=False)
+    if y.dim() == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"batches: x and y must have the same number of rows, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    batch_size = check_int(batch_size, "batch_size", "batches", minimum=1)
+    check_bool(shuffle, "shuffle", "batches")
+    check_bool(drop_last, "drop_last", "batches")
+    n = x.shape[0]
+    stop = n - n % batch_size if drop_last else n
+    if not shuffle:
+        for k in range(0, stop, batch_size):
+            yield x[k : k + batch_size], y[k : k + batch_size]
+        return
+    order = torch.randperm(n, generator=generator, device=generator.device if generator is not None else "cpu")
+    for k in range(0, stop, batch_size):
+        idx = order[k : k + batch_size]
+        yield x[idx.to(x.device)], y[idx.to(y.device)]
 
 
 def _require_torchvision():
