@@ -1,17 +1,29 @@
-"""Reference architectures of the four studies, each a plain ``nn.Module`` factory."""
+"""Reference architectures of the four studies, each a plain ``nn.Module`` factory.
+
+Every factory takes ``num_classes``, ``in_channels`` and ``normalize`` (None/False: no input
+normalisation; True: the mean/std of the model's default dataset; or a ``(mean, std)`` pair, put
+first in the model as a :class:`torchtopo.data.Normalize` so that it takes images in [0, 1]).
+:func:`list_models` names them and :func:`get_model` builds one by name::
+
+    model = tt.models.get_model("mnist_cnn", normalize=True)
+"""
+from ._registry import get_model, list_models
+from .hebbian import VGG, HaHNet, hah_cnn, vgg16_hah
+from .lgn import LGNCNN, lgn_cnn
 from .topographic import TopoCNN, cifar_cnn, mnist_cnn
+from .v1 import vone_resnet18
 
-__all__ = ["TopoCNN", "mnist_cnn", "cifar_cnn"]
-
-# --- V1 front (issue 5): vone_resnet18 ---
-from .v1 import vone_resnet18  # noqa: E402
-
-__all__ += ["vone_resnet18"]
-# --- HaH (issue 6): vgg16_hah ---
-from .hah import VGG, hah_cnn, vgg16_hah  # noqa: E402
-
-__all__ += ["VGG", "vgg16_hah", "hah_cnn"]
-# --- LGN (issue 7): lgn_cnn ---
-from .lgn import LGNCNN, lgn_cnn  # noqa: E402
-
-__all__ += ["LGNCNN", "lgn_cnn"]
+__all__ = [
+    "get_model",
+    "list_models",
+    "TopoCNN",
+    "mnist_cnn",
+    "cifar_cnn",
+    "vone_resnet18",
+    "HaHNet",
+    "VGG",
+    "vgg16_hah",
+    "hah_cnn",
+    "LGNCNN",
+    "lgn_cnn",
+]

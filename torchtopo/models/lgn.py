@@ -2,12 +2,13 @@
 (Bertoni et al., Front. Comput. Neurosci. 2021)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 from torch import Tensor, nn
 
-from ..data import Normalize
+from ..data import MNIST_MEAN, MNIST_STD
 from ..lgn import LateralConv2d, LGNFilter
+from ._registry import NormalizeArg, input_normalize, register_model
 
 __all__ = ["LGNCNN", "lgn_cnn"]
 
@@ -34,10 +35,12 @@ class LGNCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+@register_model()
 def lgn_cnn(
     num_classes: int = 10,
     in_channels: int = 1,
     *,
+    normalize: NormalizeArg = None,
     lgn_kernel_size: int = 7,
     lgn_mode: str = "shared",
     channels: int = 32,
@@ -48,13 +51,12 @@ def lgn_cnn(
     rate: float = 0.5,
     hidden: int = 64,
     dropout: float = 0.0,
-    normalize: Optional[Sequence[Sequence[float]]] = None,
 ) -> LGNCNN:
     """The LGN-CNN of Bertoni et al.: ℓ0 → ℓ1 with lateral connections → classifier.
 
     Architecture::
 
-        [Normalize(mean, std)]                       if normalize=(mean, std)
+        [Normalize(mean, std)]                       if normalize
         LGNFilter(in_channels, lgn_kernel_size)      ℓ0, one filter, same size
         LateralConv2d(C0, channels, kernel_size,     ℓ1: h0 = ReLU(conv(x)),
                       lateral_kernel_size, steps)        h_{t+1} = ReLU(h0 + K ⋆ h_t)
@@ -63,7 +65,7 @@ def lgn_cnn(
         MaxPool2d(2)
         global average pool → Dropout(dropout) → Linear(hidden, num_classes)
 
-    **Unconfirmed choices (Bertoni et al., Front. Comput. Neurosci. 2021):** the paper confirms ℓ0 (one filter) and ℓ1 (filters
+    **Unconfirmed choices:** the paper confirms ℓ0 (one filter) and ℓ1 (filters
     with a lateral kernel over channel × space); the kernel sizes (7, 7, 5), the 32 ℓ1 filters,
     T = 3 recurrent steps, and the classifier after ℓ1 (one 3 × 3 conv block, pooling, a linear
     read-out) are this library's choices, kept small so that the emergence example trains on a
@@ -78,12 +80,14 @@ def lgn_cnn(
             :class:`~torchtopo.LateralConv2d`.
         hidden: channels of the classifier's conv block.
         dropout: before the linear read-out.
-        normalize: optional ``(mean, std)``: a :class:`torchtopo.data.Normalize` first layer, so
-            the model takes images in [0, 1].
+        normalize: None/False (the default): none; True: the MNIST mean/std (repeated over
+            channels); or a ``(mean, std)`` pair: a :class:`torchtopo.data.Normalize` first layer,
+            so the model takes images in [0, 1].
 
     Returns:
         an :class:`LGNCNN`; input (B, in_channels, H, W), H, W ≥ 4, output (B, num_classes).
     """
+    norm = input_normalize(normalize, in_channels, (MNIST_MEAN, MNIST_STD), "MNIST", "lgn_cnn")
     lgn = LGNFilter(in_channels, lgn_kernel_size, mode=lgn_mode)
     v1 = LateralConv2d(
         lgn.out_channels, channels, kernel_size,
@@ -100,5 +104,4 @@ def lgn_cnn(
         nn.Dropout(dropout),
         nn.Linear(hidden, num_classes),
     )
-    norm = Normalize(*normalize) if normalize is not None else None
     return LGNCNN(lgn, v1, classifier, norm)
