@@ -1,4 +1,4 @@
-"""Lateral-kernel analyses: selectivity curve and association field (STUDIES.md §4)."""
+"""Lateral-kernel analyses: selectivity curve and association field (Bertoni et al., Front. Comput. Neurosci. 2021)."""
 from __future__ import annotations
 
 import math

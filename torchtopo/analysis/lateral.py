@@ -22,7 +22,9 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import Tensor
 
-from ..plot import _plt
+from .._checks import check_choice, check_int, check_tensor
+from .._mpl import pyplot
+from ._stats import pearson
 
 __all__ = [
     "lateral_selectivity",
@@ -36,8 +38,7 @@ _MEASURES = ("sum", "positive", "abs")
 
 
 def _check_lateral(weight, orientations, mask, where: str):
-    if not isinstance(weight, Tensor):
-        raise TypeError(f"{where}: weight must be a torch.Tensor, got {type(weight).__name__}")
+    check_tensor(weight, "weight", where, floating=False)
     if weight.dim() != 4 or weight.shape[0] != weight.shape[1] or weight.shape[2] != weight.shape[3]:
         raise ValueError(
             f"{where}: weight must be a lateral kernel of shape (C, C, L, L), got {tuple(weight.shape)}"
@@ -67,14 +68,6 @@ def _check_lateral(weight, orientations, mask, where: str):
 def _axial_diff(a: Tensor, b: Tensor) -> Tensor:
     d = torch.remainder(a - b, math.pi)
     return torch.minimum(d, math.pi - d)
-
-
-def _pearson(x: Tensor, y: Tensor) -> Tensor:
-    """Pearson r along the last dim (x, y broadcastable)."""
-    xc = x - x.mean(-1, keepdim=True)
-    yc = y - y.mean(-1, keepdim=True)
-    den = torch.sqrt((xc**2).sum(-1) * (yc**2).sum(-1))
-    return torch.where(den > 0, (xc * yc).sum(-1) / den.clamp_min(1e-300), torch.zeros_like(den))
 
 
 def lateral_selectivity(
@@ -121,12 +114,9 @@ def lateral_selectivity(
     """
     where = "lateral_selectivity"
     w, th, mask = _check_lateral(weight, orientations, mask, where)
-    if measure not in _MEASURES:
-        raise ValueError(f"{where}: measure must be one of {_MEASURES}, got {measure!r}")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"{where}: bins must be an int >= 1, got {bins!r}")
-    if isinstance(n_permutations, bool) or not isinstance(n_permutations, int) or n_permutations < 0:
-        raise ValueError(f"{where}: n_permutations must be an int >= 0, got {n_permutations!r}")
+    check_choice(measure, _MEASURES, "measure", where)
+    check_int(bins, "bins", where, minimum=1)
+    check_int(n_permutations, "n_permutations", where, minimum=0)
     if measure == "positive":
         w = w.clamp_min(0.0)
     elif measure == "abs":
@@ -149,13 +139,13 @@ def lateral_selectivity(
     mean = total / count
     var = (total2 / count - mean**2).clamp_min(0.0) * count / (count - 1).clamp_min(1.0)
     sem = torch.sqrt(var / count)
-    r = _pearson(delta, strength)
+    r = pearson(delta, strength)
     if n_permutations > 0:
         gen = torch.Generator().manual_seed(seed)
         perms = torch.argsort(torch.rand(n_permutations, n, generator=gen), dim=1).to(w.device)
         tp = t[perms]  # (P, n)
         dp = _axial_diff(tp[:, :, None], tp[:, None, :])[:, pair]  # (P, n_pairs)
-        rp = _pearson(dp, strength[None, :])
+        rp = pearson(dp, strength[None, :])
         p_value = (1.0 + (rp <= r).sum()) / (1.0 + n_permutations)
     else:
         p_value = torch.tensor(float("nan"), dtype=torch.float64)
@@ -283,7 +273,7 @@ def plot_lateral_selectivity(result: Dict[str, Tensor], ax=None, *, label: Optio
         the matplotlib Figure.
     """
     if ax is None:
-        fig, ax = _plt().subplots(figsize=(4.5, 3.5))
+        fig, ax = pyplot().subplots(figsize=(4.5, 3.5))
     else:
         fig = ax.figure
     x = result["bin_centers"].cpu().numpy()
@@ -319,7 +309,7 @@ def plot_association_field(field: Dict[str, Tensor], ax=None, *, threshold: floa
         the matplotlib Figure.
     """
     if ax is None:
-        fig, ax = _plt().subplots(figsize=(4.2, 4.2))
+        fig, ax = pyplot().subplots(figsize=(4.2, 4.2))
     else:
         fig = ax.figure
     s = field["strength"].cpu()
@@ -366,7 +356,7 @@ def plot_unit_association_fields(
     Returns:
         the matplotlib Figure.
     """
-    plt = _plt()
+    plt = pyplot()
 
     w, th, mask = _check_lateral(weight, orientations, mask, "plot_unit_association_fields")
     w = w.clamp_min(0.0).cpu()
