@@ -1,29 +1,63 @@
-"""Analyses of the studies' evaluations: batched, torch-native, on any device."""
+"""Analyses of the studies' evaluations: batched, torch-native, on any device.
 
-__all__: list = []
-
-# Each section below adds its imports and `__all__ += [...]`.
-# --- topographic analyses (issue 4) ---
-from . import topographic as _topographic
-from .topographic import *  # noqa: F401,F403  (names listed in topographic.__all__)
-
-__all__ += list(_topographic.__all__)
-# --- filter fits and lateral-kernel analyses (issue 7): fit_log, fit_gabor, ... ---
-from .fits import fit_gabor, fit_log, gabor_kernel, log_kernel, radial_symmetry  # noqa: E402
-from .lateral import (  # noqa: E402
+Topographic layers (Truong & Hasson, arXiv:2508.00043): :mod:`~torchtopo.analysis.collect`,
+:mod:`~torchtopo.analysis.maps`, :mod:`~torchtopo.analysis.units`,
+:mod:`~torchtopo.analysis.categories`, :mod:`~torchtopo.analysis.probes`.  Filter fits and
+lateral kernels (Bertoni et al. 2021): :mod:`~torchtopo.analysis.fits`,
+:mod:`~torchtopo.analysis.lateral`.
+"""
+from .categories import expert_units, localization_score, selectivity
+from .collect import collect_activations
+from .fits import fit_gabor, fit_log, gabor_kernel, log_kernel, radial_symmetry
+from .lateral import (
     association_field,
     lateral_selectivity,
     plot_association_field,
     plot_lateral_selectivity,
     plot_unit_association_fields,
 )
+from .maps import correlation_matrix, correlation_vs_distance, morans_i, neighbor_correlation
+from .probes import (
+    eccentricity_stimuli,
+    eccentricity_tuning,
+    grating,
+    orientation_tuning,
+    symmetry_selectivity,
+    symmetry_stimuli,
+)
+from .units import effective_dimensionality, input_sensitivity, percent_zero, unit_entropy
 
-__all__ = list(globals().get("__all__", [])) + [
+__all__ = [
+    # collection
+    "collect_activations",
+    # map structure
+    "morans_i",
+    "correlation_matrix",
+    "neighbor_correlation",
+    "correlation_vs_distance",
+    # unit statistics
+    "unit_entropy",
+    "percent_zero",
+    "input_sensitivity",
+    "effective_dimensionality",
+    # category structure
+    "selectivity",
+    "expert_units",
+    "localization_score",
+    # stimuli and probes
+    "grating",
+    "orientation_tuning",
+    "symmetry_stimuli",
+    "symmetry_selectivity",
+    "eccentricity_stimuli",
+    "eccentricity_tuning",
+    # filter fits
     "fit_log",
     "fit_gabor",
     "log_kernel",
     "gabor_kernel",
     "radial_symmetry",
+    # lateral kernels
     "lateral_selectivity",
     "association_field",
     "plot_lateral_selectivity",
