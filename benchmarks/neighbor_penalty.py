@@ -1,4 +1,5 @@
-"""Benchmark of the neighbour-distance penalties (issue 3): WS and AS forward + backward.
+"""Benchmark of the neighbour-distance penalties (the WS and AS losses of Truong & Hasson,
+arXiv:2508.00043): forward + backward.
 
 For each case (grid H×H units, vector length D: the weight rows for WS, the batch for AS) it
 times forward + backward and measures the peak extra memory of
@@ -7,11 +8,11 @@ times forward + backward and measures the peak extra memory of
 * ``naive gather``: index the neighbour pairs, ``v[i]``, ``v[j]`` (materialises P×D),
 * ``topoloss`` (WS only): TopoNets' LaplacianPyramid loss on the same weight reshaped to an
   H×H×D sheet (the ``topoloss`` package when it imports, else a re-implementation of its
-  formula from STUDIES.md §1, labelled ``topoloss (re-impl.)``),
+  formula (Deb et al., ICLR 2025), labelled ``topoloss (re-impl.)``),
 * ``full NxN`` (AS only): the full N×N correlation matrix, where it fits in ``--max-mem-gb``,
 * ``ref (w*w).sum()``: one elementwise pass over the same tensor, forward + backward,
 
-prints a table with the baseline beside it, the issue's target ratios, and writes JSON.
+prints a table with the baseline beside it, the target ratios, and writes JSON.
 
 Timings are the median (and minimum) of ``--repeats`` interleaved runs after a warm-up: the
 machine this was written on is shared, so single timings are noisy.  CPU peak memory is the
@@ -44,7 +45,7 @@ import torch.nn.functional as NF
 
 import torchtopo as tt
 import torchtopo.functional as F
-from torchtopo.functional._topo import resolve_backend
+from torchtopo.functional import resolve_backend
 
 EPS = 1e-8
 def _topoloss_version() -> str:
@@ -68,7 +69,7 @@ except Exception:  # pragma: no cover - depends on the environment
 
 
 def _topoloss_reimpl(sheet: torch.Tensor, factor_w: float, factor_h: float) -> torch.Tensor:
-    """TopoNets' LaplacianPyramid loss (STUDIES.md §1): blur the (h, w, e) sheet by bilinear
+    """TopoNets' LaplacianPyramid loss (Deb et al., ICLR 2025): blur the (h, w, e) sheet by bilinear
     down-sampling by ``factor`` and up-sampling back; 1 − mean cosine(sheet, blurred)."""
     g = sheet.permute(2, 0, 1).unsqueeze(0)
     down = NF.interpolate(g, scale_factor=(1 / factor_h, 1 / factor_w), mode="bilinear")
@@ -437,7 +438,7 @@ def main(argv=None) -> dict:
 
     # ----------------------------------------------------------------- targets
     targets = {}
-    print("\nTargets of issue 3 (ratios of medians; min-based in brackets):")
+    print("\nTargets (ratios of medians; min-based in brackets):")
     main_backend = "triton" if "triton" in backends else "torch"
     tried = [main_backend] + (["torch+compile"] if lookup("WS", 128, 256, "torch+compile") else [])
     for be in tried:

@@ -21,8 +21,8 @@ __all__ = ["HAS_TRITON"]
 
 if HAS_TRITON:  # pragma: no branch
     try:
-        from .neighbor import neighbor_distance_mean, neighbor_pair_terms  # noqa: F401
+        from .neighbor import neighbor_distance_mean  # noqa: F401
 
-        __all__ += ["neighbor_distance_mean", "neighbor_pair_terms"]
+        __all__ += ["neighbor_distance_mean"]
     except Exception:  # pragma: no cover - a Triton too old for the kernels
         HAS_TRITON = False

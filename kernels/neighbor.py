@@ -15,7 +15,7 @@ then the distance of the pair
 
     d_{sq} = q,\qquad d_{eu} = \sqrt{q},\qquad
     d_{cos} = 1 - \frac{q}{\lVert\tilde x\rVert\,\lVert\tilde y\rVert + \varepsilon},
-    \quad \varepsilon = 10^{-8},
+    \quad \varepsilon = \texttt{eps}\ (10^{-8}\text{ in torchtopo}),
 
 and, for the backward pass, the per-pair coefficients α₁, α₂, β with
 
@@ -44,7 +44,7 @@ size P×D (pairs × vector) or N×N is ever formed: the only extra memory is O(o
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -52,10 +52,9 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-__all__ = ["neighbor_distance_mean", "neighbor_pair_terms", "METRIC_CODES"]
+__all__ = ["neighbor_distance_mean", "METRIC_CODES"]
 
 METRIC_CODES = {"sqeuclidean": 0, "euclidean": 1, "cosine": 2, "correlation": 3}
-EPS = 1e-8
 
 
 # ------------------------------------------------------------------------------ kernels
@@ -122,7 +121,7 @@ def _neighbor(r, c, dr, dc, umask, H, W, WRAP: tl.constexpr):
 
 @triton.jit
 def _pair_fwd_kernel(
-    X, MEAN, NORM, OFFS, DIST, A1, A2, B,
+    X, MEAN, OFFS, DIST, A1, A2, B,
     N, H, W, Q, D, s0, s1, s2, s3, N_OFF, eps,
     METRIC: tl.constexpr, WRAP: tl.constexpr, ACC_F64: tl.constexpr, LAYOUT: tl.constexpr,
     OFF_PAD: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -196,7 +195,6 @@ def _pair_fwd_kernel(
     else:
         na = _sqrt(ssa, ACC_F64)
         nb = _sqrt(ssb, ACC_F64)  # 0 where the neighbour does not exist (masked loads)
-        tl.store(NORM + u, na, mask=umask)
         den = na[None, :] * nb + eps
         dist = 1.0 - acc / den
         bb = -1.0 / den
@@ -307,13 +305,10 @@ def _check_runnable(X: Tensor) -> None:
         )
 
 
-def neighbor_pair_terms(X: Tensor, grid, distance: str, *, block_u: Optional[int] = None,
-                        block_d: Optional[int] = None):
-    """Forward kernels only: per-(offset, unit) distances and backward coefficients.
-
-    Returns ``(dist, a1, a2, beta, mean, norm)``; ``dist`` etc. are ``(n_offsets, N)`` in the
-    accumulation dtype, zero where the pair does not exist.  Exposed for tests and benchmarks.
-    """
+def _pair_terms(X: Tensor, grid, distance: str, eps: float, block_u: Optional[int], block_d: Optional[int]):
+    """The forward kernels: per-(offset, unit) distances and backward coefficients
+    ``(dist, a1, a2, beta, mean)``, each ``(n_offsets, N)`` (``mean``: ``(N,)``) in the
+    accumulation dtype, zero where the pair does not exist."""
     P, H, W, Q = X.shape
     N, D = H * W, P * Q
     metric = METRIC_CODES[distance]
@@ -323,7 +318,6 @@ def neighbor_pair_terms(X: Tensor, grid, distance: str, *, block_u: Optional[int
     layout = _layout(P, Q)
     dev = X.device
     mean = torch.zeros(N, dtype=acc_dtype, device=dev)
-    norm = torch.zeros(N, dtype=acc_dtype, device=dev)
     s0, s1, s2, s3 = X.stride()
     if metric == 3:
         _unit_mean_kernel[(triton.cdiv(N, bu),)](
@@ -334,22 +328,21 @@ def neighbor_pair_terms(X: Tensor, grid, distance: str, *, block_u: Optional[int
     dist = torch.empty(n_off, N, dtype=acc_dtype, device=dev)
     a1, a2, beta = torch.empty_like(dist), torch.empty_like(dist), torch.empty_like(dist)
     _pair_fwd_kernel[(triton.cdiv(N, bu),)](
-        X, mean, norm, offs, dist, a1, a2, beta,
-        N, H, W, Q, D, s0, s1, s2, s3, n_off, EPS,
+        X, mean, offs, dist, a1, a2, beta,
+        N, H, W, Q, D, s0, s1, s2, s3, n_off, eps,
         METRIC=metric, WRAP=bool(grid.wrap), ACC_F64=f64, LAYOUT=layout,
         OFF_PAD=triton.next_power_of_2(max(n_off, 1)), BLOCK_U=bu, BLOCK_D=bd,
     )
-    return dist, a1, a2, beta, mean, norm
+    return dist, a1, a2, beta, mean
 
 
 class _NeighborDistanceMean(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, X: Tensor, grid, distance: str, block_u, block_d) -> Tensor:
-        dist, a1, a2, beta, mean, _ = neighbor_pair_terms(X, grid, distance, block_u=block_u,
-                                                          block_d=block_d)
+    def forward(ctx, X: Tensor, grid, distance: str, eps: float, fallback, block_u, block_d) -> Tensor:
+        dist, a1, a2, beta, mean = _pair_terms(X, grid, distance, eps, block_u, block_d)
         n_pairs = grid.n_pairs
         ctx.save_for_backward(X, mean, a1, a2, beta)
-        ctx.grid, ctx.distance, ctx.n_pairs = grid, distance, n_pairs
+        ctx.grid, ctx.distance, ctx.n_pairs, ctx.fallback = grid, distance, n_pairs, fallback
         ctx.blocks = (block_u, block_d)
         return dist.sum() / n_pairs
 
@@ -358,9 +351,10 @@ class _NeighborDistanceMean(torch.autograd.Function):
         X, mean, a1, a2, beta = ctx.saved_tensors
         grid = ctx.grid
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient (plain ops)
-            from torchtopo.functional._topo import _differentiable_grad
-
-            return _differentiable_grad(X, grid, ctx.distance, grad_out / ctx.n_pairs), None, None, None, None
+            with torch.enable_grad():
+                total = ctx.fallback(X, grid, ctx.distance)
+                (g,) = torch.autograd.grad(total, X, (grad_out / ctx.n_pairs).to(total.dtype), create_graph=True)
+            return g, None, None, None, None, None, None
         P, H, W, Q = X.shape
         N, D = H * W, P * Q
         bu, bd = _blocks(X, *ctx.blocks)
@@ -375,10 +369,11 @@ class _NeighborDistanceMean(torch.autograd.Function):
             METRIC=METRIC_CODES[ctx.distance], WRAP=bool(grid.wrap), ACC_F64=f64,
             LAYOUT=_layout(P, Q), BLOCK_U=bu, BLOCK_D=bd,
         )
-        return out, None, None, None, None
+        return out, None, None, None, None, None, None
 
 
-def neighbor_distance_mean(X: Tensor, grid, distance: str = "euclidean", *,
+def neighbor_distance_mean(X: Tensor, grid, distance: str = "euclidean", *, eps: float,
+                           fallback: Callable[[Tensor, Any, str], Tensor],
                            block_u: Optional[int] = None, block_d: Optional[int] = None) -> Tensor:
     r"""Mean over the grid's neighbour pairs of d(v_i, v_j), computed by the fused kernels.
 
@@ -390,12 +385,19 @@ def neighbor_distance_mean(X: Tensor, grid, distance: str = "euclidean", *,
             activations ``(B, H, W, h·w)``); float16, bfloat16, float32 or float64.
         grid: the :class:`torchtopo.Grid` (``H × W`` units).
         distance: ``"euclidean"``, ``"sqeuclidean"``, ``"cosine"`` or ``"correlation"``.
+        eps: the constant ε of the angular distances' denominators (the caller's; torchtopo
+            passes its ``EPS``, 1e-8).
+        fallback: ``fallback(X, grid, distance)`` -> Σ over the neighbour pairs of d(v_i, v_j)
+            in plain differentiable PyTorch ops (torchtopo passes its explicit pair-list sum).
+            Used where the kernels do not apply (tori whose stencil offsets alias, empty
+            vectors) and, under ``create_graph=True``, to give a gradient that can itself be
+            differentiated (gradient penalties).
         block_u, block_d: tile sizes (units × vector elements); defaults depend on the layout.
 
     Returns:
         A differentiable scalar: float32 for half-precision ``X`` (fp32 accumulation), else of
         ``X``'s dtype.  A grid without pairs gives 0.  Tiny tori whose stencil offsets alias
-        (:attr:`torchtopo.Grid.aliased`) use the PyTorch path.
+        (:attr:`torchtopo.Grid.aliased`) and empty vectors use ``fallback``.
 
     Study: the WS / AS losses of Truong & Hasson (Truong & Hasson, arXiv:2508.00043).
     """
@@ -415,8 +417,6 @@ def neighbor_distance_mean(X: Tensor, grid, distance: str = "euclidean", *,
         out_dtype = torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else X.dtype
         return X.sum().to(out_dtype) * 0.0
     if grid.aliased or X.shape[0] * X.shape[3] == 0:  # tiny torus, or empty vectors
-        from torchtopo.functional._topo import _neighbor_sum_torch
-
-        return _neighbor_sum_torch(X, grid, distance) / n_pairs
+        return fallback(X, grid, distance) / n_pairs
     _check_runnable(X)
-    return _NeighborDistanceMean.apply(X, grid, distance, block_u, block_d)
+    return _NeighborDistanceMean.apply(X, grid, distance, eps, fallback, block_u, block_d)

@@ -24,7 +24,7 @@ def _signatures(dt: str):
     acc = "fp64" if dt == "fp64" else "fp32"
     grid = {"N": "i32", "H": "i32", "W": "i32", "Q": "i32", "D": "i32",
             "s0": "i64", "s1": "i64", "s2": "i64", "s3": "i64"}
-    fwd = {"X": f"*{dt}", "MEAN": f"*{acc}", "NORM": f"*{acc}", "OFFS": "*i32", "DIST": f"*{acc}",
+    fwd = {"X": f"*{dt}", "MEAN": f"*{acc}", "OFFS": "*i32", "DIST": f"*{acc}",
            "A1": f"*{acc}", "A2": f"*{acc}", "B": f"*{acc}", **grid, "N_OFF": "i32", "eps": "fp32"}
     bwd = {"X": f"*{dt}", "MEAN": f"*{acc}", "OFFS": "*i32", "A1": f"*{acc}", "A2": f"*{acc}",
            "B": f"*{acc}", "SCALE": f"*{acc}", "OUT": f"*{dt}", **grid,

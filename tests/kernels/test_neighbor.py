@@ -1,4 +1,5 @@
-"""Tests of the neighbour-distance kernels (issue 3): the Triton kernels (run on CPU tensors under
+"""Tests of the neighbour-distance kernels of the WS and AS losses (Truong & Hasson,
+arXiv:2508.00043): the Triton kernels (run on CPU tensors under
 ``TRITON_INTERPRET=1``, set by conftest.py) against the PyTorch path, the chunked PyTorch path
 against a brute-force loop over all unit pairs, and the backend dispatch.
 
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 import torchtopo as tt
 import torchtopo.functional as F
-import torchtopo.functional._topo as T
+import torchtopo.functional._neighbor_torch as T
 import torchtopo.kernels as K
 
 DISTANCES = ("euclidean", "sqeuclidean", "cosine", "correlation")
@@ -30,32 +31,38 @@ FEW = settings(max_examples=5, deadline=None, suppress_health_check=list(HealthC
 
 
 # ------------------------------------------------------------------------------ helpers
+def kernel(X, grid, distance, **blocks):
+    """The kernels' entry point with what torchtopo's dispatcher passes in: eps 1e-8 and the
+    PyTorch backend's pair-list sum as the fallback."""
+    return K.neighbor_distance_mean(X, grid, distance, eps=1e-8, fallback=T.neighbor_sum_pairs, **blocks)
+
+
 def make_view(layout: str, H: int, W: int, a: int, b: int, dtype=torch.float64, seed: int = 0):
     """A leaf tensor and its (pre, H, W, post) unit view, in one of the three real layouts."""
     g = torch.Generator().manual_seed(seed)
     grid = tt.Grid(H, W)
     if layout == "rows":  # weight (N, D): view (1, H, W, D), D contiguous
         leaf = torch.randn(H * W, a, generator=g, dtype=dtype).requires_grad_()
-        return leaf, T.unit_view(leaf, grid, "rows")
+        return leaf, F.unit_view(leaf, grid, "rows")
     if layout == "dense":  # activations (B, N): view (B, H, W, 1), units contiguous
         leaf = torch.randn(a, H * W, generator=g, dtype=dtype).requires_grad_()
-        return leaf, T.unit_view(leaf, grid, "columns")
+        return leaf, F.unit_view(leaf, grid, "columns")
     # conv activations (B, C, h, w): view (B, H, W, h·w) with non-trivial strides everywhere
     leaf = torch.randn(a, H * W, 1, b, generator=g, dtype=dtype).requires_grad_()
-    return leaf, T.unit_view(leaf, grid, "columns")
+    return leaf, F.unit_view(leaf, grid, "columns")
 
 
 def both(X, leaf, grid, distance, **blocks):
     """(value, grad) from the kernels and from the torch path."""
-    k = K.neighbor_distance_mean(X, grid, distance, **blocks)
+    k = kernel(X, grid, distance, **blocks)
     (gk,) = torch.autograd.grad(k, leaf)
-    t = T._neighbor_sum_torch(X, grid, distance) / grid.n_pairs
+    t = T.neighbor_sum(X, grid, distance) / grid.n_pairs
     (gt,) = torch.autograd.grad(t, leaf)
     return k, gk, t, gt
 
 
 def brute_force(leaf_view: torch.Tensor, grid: tt.Grid, distance: str) -> torch.Tensor:
-    """Plain loops over every pair of units, the definitions of STUDIES.md §1 written out."""
+    """Plain loops over every pair of units, the distances of Truong & Hasson written out."""
     P, H, W, Q = leaf_view.shape
     V = [leaf_view[:, r, c, :].reshape(-1) for r in range(H) for c in range(W)]
     total, count = leaf_view.new_zeros(()), 0
@@ -151,15 +158,15 @@ def test_kernel_bf16_accumulates_in_fp32(distance):
     grid = tt.Grid(4, 5)
     leaf32, X32 = make_view("rows", 4, 5, 24, 1, dtype=torch.float32, seed=5)
     leaf16 = leaf32.detach().bfloat16().requires_grad_()
-    X16 = T.unit_view(leaf16, grid, "rows")
-    k16 = K.neighbor_distance_mean(X16, grid, distance)
+    X16 = F.unit_view(leaf16, grid, "rows")
+    k16 = kernel(X16, grid, distance)
     (g16,) = torch.autograd.grad(k16, leaf16)
     assert k16.dtype == torch.float32 and g16.dtype == torch.bfloat16
     # same rounded inputs in fp32 through the torch path: equal up to fp32 summation order
-    ref_r = T._neighbor_sum_torch(X16.detach().float(), grid, distance) / grid.n_pairs
+    ref_r = T.neighbor_sum(X16.detach().float(), grid, distance) / grid.n_pairs
     torch.testing.assert_close(k16, ref_r, rtol=1e-5, atol=1e-6)
     # against the unrounded fp32 input: within bf16 rounding (stated tolerance BF16_RTOL)
-    t32 = T._neighbor_sum_torch(X32, grid, distance) / grid.n_pairs
+    t32 = T.neighbor_sum(X32, grid, distance) / grid.n_pairs
     (g32,) = torch.autograd.grad(t32, leaf32)
     torch.testing.assert_close(k16, t32.detach(), rtol=BF16_RTOL, atol=1e-3)
     torch.testing.assert_close(g16.float(), g32, rtol=BF16_RTOL, atol=BF16_RTOL * float(g32.abs().max()))
@@ -169,8 +176,8 @@ def test_kernel_bf16_accumulates_in_fp32(distance):
 def test_kernel_fp16_returns_fp32():
     grid = tt.Grid(3, 4)
     w = torch.randn(12, 10).half()
-    k = K.neighbor_distance_mean(T.unit_view(w, grid, "rows"), grid, "cosine")
-    t = T._neighbor_sum_torch(T.unit_view(w.float(), grid, "rows"), grid, "cosine") / grid.n_pairs
+    k = kernel(F.unit_view(w, grid, "rows"), grid, "cosine")
+    t = T.neighbor_sum(F.unit_view(w.float(), grid, "rows"), grid, "cosine") / grid.n_pairs
     assert k.dtype == torch.float32
     torch.testing.assert_close(k, t, rtol=1e-5, atol=1e-6)
 
@@ -207,8 +214,8 @@ def test_kernel_aliased_torus_falls_back_to_torch():
 def test_kernel_empty_vectors_match_torch_path(distance):
     grid = tt.Grid(3, 4)
     X = torch.zeros(1, 3, 4, 0)
-    k = K.neighbor_distance_mean(X, grid, distance)
-    t = T._neighbor_sum_torch(X, grid, distance) / grid.n_pairs
+    k = kernel(X, grid, distance)
+    t = T.neighbor_sum(X, grid, distance) / grid.n_pairs
     assert float(k) == float(t) == (1.0 if distance == "cosine" else 0.0)
 
 
@@ -218,13 +225,13 @@ def test_kernel_bad_inputs():
     grid = tt.Grid(3, 4)
     X = torch.randn(1, 3, 4, 5)
     with pytest.raises(ValueError, match="distance"):
-        K.neighbor_distance_mean(X, grid, "manhattan")
+        kernel(X, grid, "manhattan")
     with pytest.raises(ValueError, match="4-D"):
-        K.neighbor_distance_mean(X[0], grid, "cosine")
+        kernel(X[0], grid, "cosine")
     with pytest.raises(ValueError, match="grid is 3×5"):
-        K.neighbor_distance_mean(X, tt.Grid(3, 5), "cosine")
+        kernel(X, tt.Grid(3, 5), "cosine")
     with pytest.raises(TypeError, match="floating-point"):
-        K.neighbor_distance_mean(X.long(), grid, "cosine")
+        kernel(X.long(), grid, "cosine")
 
 
 def test_kernel_on_cpu_without_interpreter_errors(monkeypatch):
@@ -232,7 +239,7 @@ def test_kernel_on_cpu_without_interpreter_errors(monkeypatch):
         pytest.skip("no triton")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
-        K.neighbor_distance_mean(torch.randn(1, 3, 4, 5), tt.Grid(3, 4), "cosine")
+        kernel(torch.randn(1, 3, 4, 5), tt.Grid(3, 4), "cosine")
 
 
 # ------------------------------------------------------------- compiled for a GPU target
@@ -283,9 +290,10 @@ def test_dispatch_routes_through_the_kernels(monkeypatch):
     calls = []
     real = K.neighbor_distance_mean
 
-    def spy(X, grid, distance):
+    def spy(X, grid, distance, **kw):
         calls.append((tuple(X.shape), distance))
-        return real(X, grid, distance)
+        assert kw["eps"] == 1e-8 and kw["fallback"] is T.neighbor_sum_pairs
+        return real(X, grid, distance, **kw)
 
     monkeypatch.setattr(K, "neighbor_distance_mean", spy)
     w = torch.randn(12, 6, dtype=torch.float64)
@@ -310,7 +318,7 @@ def test_dispatch_routes_through_the_kernels(monkeypatch):
 def test_kernel_block_sizes_must_be_powers_of_two(which, bad):
     leaf, X = make_view("rows", 3, 3, 4, 1)
     with pytest.raises(ValueError, match="power of 2"):
-        K.neighbor_distance_mean(X, tt.Grid(3, 3), "cosine", **{which: bad})
+        kernel(X, tt.Grid(3, 3), "cosine", **{which: bad})
 
 
 # ------------------------------------------------------- tiled torch path vs brute force
@@ -363,9 +371,9 @@ def test_tiled_torch_path_half_precision(dtype, layout, wrap, budget, monkeypatc
     for distance in DISTANCES:
         leaf32, X32 = make_view(layout, 6, 7, 5, 3, dtype=torch.float32, seed=11)
         leaf16 = leaf32.detach().to(dtype).requires_grad_()
-        X16 = T.unit_view(leaf16, grid, "rows" if layout == "rows" else "columns")
+        X16 = F.unit_view(leaf16, grid, "rows" if layout == "rows" else "columns")
         up = leaf16.detach().float().requires_grad_()
-        Xup = T.unit_view(up, grid, "rows" if layout == "rows" else "columns")
+        Xup = F.unit_view(up, grid, "rows" if layout == "rows" else "columns")
         got = F.neighbor_distance_mean(X16, grid, distance=distance, backend="torch")
         ref = F.neighbor_distance_mean(Xup, grid, distance=distance, backend="torch")
         assert got.dtype == torch.float32
@@ -448,7 +456,7 @@ def test_double_backward(distance, backend):
     # a gradient penalty trains the weight through the gradient's norm
     (g,) = torch.autograd.grad(ws(w), w, create_graph=True)
     (gg,) = torch.autograd.grad(g.square().sum(), w)
-    ref = T._neighbor_sum_pairs(T.unit_view(w, grid, "rows"), grid, distance) / grid.n_pairs
+    ref = T.neighbor_sum_pairs(F.unit_view(w, grid, "rows"), grid, distance) / grid.n_pairs
     (g_ref,) = torch.autograd.grad(ref, w, create_graph=True)
     (gg_ref,) = torch.autograd.grad(g_ref.square().sum(), w)
     torch.testing.assert_close(gg, gg_ref)
@@ -477,11 +485,11 @@ def test_compile_mode_walks_match_the_chunked_path(distance, monkeypatch):
     grid = tt.Grid(5, 5, radius=2, wrap=True)
     assert not grid.aliased
     leaf, X = make_view("conv", 5, 5, 3, 2, seed=7)
-    ref = T._neighbor_sum_torch(X, grid, distance)
+    ref = T.neighbor_sum(X, grid, distance)
     (g_ref,) = torch.autograd.grad(ref, leaf)
     monkeypatch.setattr(T, "_compiled", fake_compiled)
     monkeypatch.setenv("TORCHTOPO_COMPILE", "1")
-    got = T._neighbor_sum_torch(X, grid, distance)
+    got = T.neighbor_sum(X, grid, distance)
     (g_got,) = torch.autograd.grad(got, leaf)
     assert calls == ["sums", "grad"]
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
@@ -531,7 +539,23 @@ def test_cuda_kernel_matches_torch_path(distance, dtype):
 def test_cuda_auto_picks_triton(monkeypatch):
     calls = []
     real = K.neighbor_distance_mean
-    monkeypatch.setattr(K, "neighbor_distance_mean", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(K, "neighbor_distance_mean", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     act = torch.randn(32, 64, device="cuda")
     F.activation_similarity(act, (8, 8))
     assert calls == [1]
+
+
+# ------------------------------------------------------------------------------ layering
+def test_kernels_import_nothing_from_torchtopo():
+    """Data flows one way: torchtopo passes eps and the fallback in; the kernels never import it."""
+    import ast
+
+    for path in (Path(__file__).parents[2] / "kernels").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.split(".")[0] == "torchtopo" for n in names), (path.name, names)

@@ -2,7 +2,7 @@
 
 Modules in :mod:`torchtopo` hold parameters and call these.
 """
-from ._topo import (
+from .topographic import (
     DISTANCES,
     activation_similarity,
     neighbor_distance_mean,
