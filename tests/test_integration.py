@@ -1,9 +1,11 @@
-"""Every study's modules under torch.compile and DistributedDataParallel (DESIGN.md, "done").
+"""Every study's modules under torch.compile and DistributedDataParallel.
 
 One matrix of small models — the topographic CNN with WS/AS terms, the HaH CNN with its layer-local
 Hebbian terms, the LGN/lateral CNN with a WS term on its lateral layer, and a V1 front-end with a
 topographic head — checked the same way.
 """
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -115,8 +117,12 @@ def _ddp_worker(rank, world, tmp, x, y):
 
 
 @pytest.mark.slow
-def test_ddp_gloo_matches_single_process(tmp_path):
+def test_ddp_gloo_matches_single_process(tmp_path, monkeypatch):
     import torch.multiprocessing as mp
+
+    # the spawned workers unpickle _ddp_worker by its module, tests.test_integration (importlib
+    # import mode): the repository root must be on their sys.path, which spawn copies from here
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
 
     x, y = _data(8)
     x = x.double()

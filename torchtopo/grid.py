@@ -13,12 +13,15 @@ With ``wrap=True`` the sheet is a torus and ``Δr``, ``Δc`` are the shorter way
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from functools import cached_property, lru_cache
 from typing import Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+
+from ._checks import check_choice, check_int, check_positive
 
 __all__ = ["Grid", "GridLike", "as_grid"]
 
@@ -50,21 +53,11 @@ class Grid:
         metric: str = "chebyshev",
         wrap: bool = False,
     ) -> None:
-        for name, v in (("height", height), ("width", width)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"Grid: {name} must be an int, got {type(v).__name__}")
-            if v < 1:
-                raise ValueError(f"Grid: {name} must be >= 1, got {v}")
-        if isinstance(radius, bool) or not isinstance(radius, (int, float)):
-            raise TypeError(f"Grid: radius must be a number, got {type(radius).__name__}")
-        if not radius > 0 or not math.isfinite(radius):
-            raise ValueError(f"Grid: radius must be a positive finite number, got {radius}")
-        if metric not in _METRICS:
-            raise ValueError(f"Grid: metric must be one of {_METRICS}, got {metric!r}")
-        self.height = int(height)
-        self.width = int(width)
-        self.radius = radius
-        self.metric = metric
+        self.height = check_int(height, "height", "Grid", minimum=1)
+        self.width = check_int(width, "width", "Grid", minimum=1)
+        r = check_positive(radius, "radius", "Grid")
+        self.radius = int(radius) if isinstance(radius, numbers.Integral) else r
+        self.metric = check_choice(metric, _METRICS, "metric", "Grid")
         self.wrap = bool(wrap)
         self._pair_cache: dict = {}
 
@@ -110,10 +103,7 @@ class Grid:
 
         A prime ``n`` gives ``1 × n`` (allowed, with a warning: the sheet is then a line).
         """
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"Grid.for_units: n must be an int, got {type(n).__name__}")
-        if n < 1:
-            raise ValueError(f"Grid.for_units: n must be >= 1, got {n}")
+        n = check_int(n, "n", "Grid.for_units", minimum=1)
         h = int(math.isqrt(n))
         while n % h:
             h -= 1

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import copy
-import difflib
 import math
 import numbers
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -20,6 +19,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
+from ._checks import resolve_module
 from .grid import Grid, GridLike, as_grid
 
 __all__ = ["Term", "Regularizer", "attach", "Strength", "describe_module", "infer_units"]
@@ -270,30 +270,12 @@ class Regularizer:
         return "Regularizer(\n" + "\n".join(lines) + "\n)"
 
 
-def _resolve(model: nn.Module, name: str) -> Tuple[str, nn.Module]:
-    if not isinstance(name, str):
-        raise TypeError(f"attach: module names must be strings, got {type(name).__name__}")
-    modules = dict(model.named_modules())
-    if name in modules:
-        return name, modules[name]
-    inner = getattr(model, "module", None)  # DistributedDataParallel / DataParallel wrappers
-    if isinstance(inner, nn.Module) and ("module." + name) in modules:
-        return "module." + name, modules["module." + name]
-    names = [n for n in modules if n]
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(
-        f"attach: the model ({type(model).__name__}) has no module named {name!r}{hint} "
-        f"(see model.named_modules())"
-    )
-
-
 def attach(model: nn.Module, terms: Mapping[str, Union[Term, Sequence[Term]]]) -> Regularizer:
     """Attach regularization terms to layers of ``model`` by module name.
 
     Args:
-        model: any ``nn.Module`` (a DistributedDataParallel wrapper too: names may omit the
-            ``module.`` prefix).
+        model: any ``nn.Module`` (a DistributedDataParallel wrapper or a ``torch.compile``'d
+            model too: names may omit the ``module.`` / ``_orig_mod.`` prefix).
         terms: ``{module_name: term}`` or ``{module_name: [term, ...]}``; each term is copied,
             so one instance can be reused for several layers.
 
@@ -310,7 +292,9 @@ def attach(model: nn.Module, terms: Mapping[str, Union[Term, Sequence[Term]]]) -
         raise TypeError(f"attach: terms must be a dict {{module_name: term}}, got {type(terms).__name__}")
     entries: List[_Entry] = []
     for name, spec in terms.items():
-        full, module = _resolve(model, name)
+        if not isinstance(name, str):
+            raise TypeError(f"attach: module names must be strings, got {type(name).__name__}")
+        full, module = resolve_module(model, name, "attach")
         items = list(spec) if isinstance(spec, (list, tuple)) else [spec]
         for k, term in enumerate(items):
             if not isinstance(term, Term):
