@@ -1,0 +1,284 @@
+"""Batched image operations behind the corruptions (private): seeded draws, reflected-border
+filtering (Gaussian, disk, motion and zoom blur), spectral noise fields, the procedural frost
+layer, the elastic warp and a JPEG codec in torch.
+
+Images are ``(B, C, H, W)`` floating-point tensors; every draw takes an optional
+``torch.Generator`` on any device and moves the numbers to the image's device.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+# ----------------------------------------------------------------------------- random numbers
+def rand(shape, g: Optional[torch.Generator], like: Tensor) -> Tensor:
+    """U[0, 1) draws of ``like``'s dtype on its device (drawn on the generator's device)."""
+    if g is None:
+        return torch.rand(shape, device=like.device, dtype=like.dtype)
+    return torch.rand(shape, generator=g, device=g.device, dtype=like.dtype).to(like.device)
+
+
+def randn(shape, g: Optional[torch.Generator], like: Tensor) -> Tensor:
+    """N(0, 1) draws of ``like``'s dtype on its device (drawn on the generator's device)."""
+    if g is None:
+        return torch.randn(shape, device=like.device, dtype=like.dtype)
+    return torch.randn(shape, generator=g, device=g.device, dtype=like.dtype).to(like.device)
+
+
+def randint(lo: int, hi: int, shape, g: Optional[torch.Generator], device) -> Tensor:
+    """Integers in [lo, hi) on ``device`` (drawn on the generator's device)."""
+    if g is None:
+        return torch.randint(lo, hi, shape, device=device)
+    return torch.randint(lo, hi, shape, generator=g, device=g.device).to(device)
+
+
+# ----------------------------------------------------------------------------- filtering
+def _reflect_index(n: int, idx: Tensor) -> Tensor:
+    """scipy 'reflect' (d c b a | a b c d | d c b a) for any offset, vectorised."""
+    period = 2 * n
+    i = idx % period
+    return torch.where(i >= n, period - 1 - i, i)
+
+
+def _blur_matrix(n: int, taps: Tensor, offsets: Tensor, device, dtype) -> Tensor:
+    """(n, n) matrix M with (M x)[i] = Σ_t taps[t] · x[reflect(i + offsets[t])]."""
+    i = torch.arange(n, device=device)
+    cols = _reflect_index(n, i[:, None] + offsets.to(device)[None, :])  # (n, T)
+    M = torch.zeros(n, n, device=device, dtype=dtype)
+    M.scatter_add_(1, cols, taps.to(device, dtype)[None, :].expand(n, -1).contiguous())
+    return M
+
+
+def _gauss_taps(sigma: float, truncate: float = 4.0) -> Tuple[Tensor, Tensor]:
+    r = max(1, int(math.ceil(truncate * sigma)))
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (t / sigma) ** 2)
+    return w / w.sum(), t.long()
+
+
+def gaussian_blur(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
+    """Separable Gaussian blur with reflected borders, valid for any σ (even > image size)."""
+    if sigma <= 0:
+        return x
+    w, t = _gauss_taps(sigma, truncate)
+    H, W = x.shape[-2:]
+    Mh = _blur_matrix(H, w, t, x.device, x.dtype)
+    Mw = _blur_matrix(W, w, t, x.device, x.dtype)
+    return Mh @ x @ Mw.T
+
+
+def _pad_reflect(x: Tensor, ph: int, pw: int) -> Tensor:
+    """Reflect-pad by any amount (scipy 'reflect'), via index folding."""
+    H, W = x.shape[-2:]
+    ri = _reflect_index(H, torch.arange(-ph, H + ph, device=x.device))
+    ci = _reflect_index(W, torch.arange(-pw, W + pw, device=x.device))
+    return x[..., ri, :][..., :, ci]
+
+
+def conv_same(x: Tensor, kernel: Tensor) -> Tensor:
+    """Convolve every (B, C) plane with a 2-D kernel (k_h, k_w) shared by the batch, or with
+    per-image kernels (B, k_h, k_w); reflected borders, output the size of ``x``."""
+    B, C, H, W = x.shape
+    kh, kw = kernel.shape[-2:]
+    xp = _pad_reflect(x, kh // 2, kw // 2)
+    k = kernel.to(x.dtype).flip(-1, -2)  # conv2d is a correlation
+    if kernel.dim() == 2:
+        out = F.conv2d(xp.reshape(B * C, 1, *xp.shape[-2:]), k[None, None])
+        return out.reshape(B, C, H, W)
+    wk = k[:, None].repeat_interleave(C, dim=0)  # (B*C, 1, kh, kw)
+    out = F.conv2d(xp.reshape(1, B * C, *xp.shape[-2:]), wk, groups=B * C)
+    return out.reshape(B, C, H, W)
+
+
+def disk_kernel(radius: float, alias_blur: float, dtype) -> Tensor:
+    """Anti-aliased disk (area coverage by 8×8 supersampling), then a Gaussian of SD alias_blur."""
+    r = max(radius, 0.5)
+    R = int(math.ceil(r)) + 1
+    ss = 8
+    t = (torch.arange(-R * ss, (R + 1) * ss, dtype=torch.float64) + 0.5) / ss - 0.5
+    X, Y = torch.meshgrid(t, t, indexing="ij")
+    inside = ((X * X + Y * Y) <= r * r).double()
+    k = inside.reshape(2 * R + 1, ss, 2 * R + 1, ss).mean((1, 3))
+    k = k / k.sum()
+    if alias_blur > 0:
+        w, off = _gauss_taps(alias_blur, 3.0)
+        M = _blur_matrix(2 * R + 1, w, off, "cpu", torch.float64)
+        k = M @ k @ M.T
+        k = k / k.sum()
+    return k.to(dtype)
+
+
+def motion_kernels(radius: float, sigma: float, angles_deg: Tensor, dtype) -> Tensor:
+    """Per-image one-sided Gaussian line kernels (the Wand/ImageNet-C motion blur): taps
+    i = 0 … L−1 with weight exp(−i²/2σ²), placed at i·(cos a, sin a), bilinearly splatted."""
+    L = max(2, int(math.ceil(max(radius, 1.0))) + 1)
+    i = torch.arange(L, dtype=torch.float64)
+    w = torch.exp(-0.5 * (i / max(sigma, 1e-3)) ** 2)
+    w = w / w.sum()
+    R = L
+    size = 2 * R + 1
+    a = angles_deg.double().cpu() * math.pi / 180
+    px = R + i[None, :] * torch.cos(a)[:, None]  # (B, L) column
+    py = R - i[None, :] * torch.sin(a)[:, None]  # (B, L) row (image y points down)
+    B = a.numel()
+    k = torch.zeros(B, size * size, dtype=torch.float64)
+    x0, y0 = px.floor(), py.floor()
+    for dx in (0, 1):  # bilinear splat: 4 corners (a loop over 4 constants, not pixels)
+        for dy in (0, 1):
+            wx = (1 - (px - x0)) if dx == 0 else (px - x0)
+            wy = (1 - (py - y0)) if dy == 0 else (py - y0)
+            xi = (x0 + dx).clamp(0, size - 1).long()
+            yi = (y0 + dy).clamp(0, size - 1).long()
+            k.scatter_add_(1, yi * size + xi, w[None, :] * wx * wy)
+    k = k.reshape(B, size, size)
+    return (k / k.sum((1, 2), keepdim=True)).to(dtype)
+
+
+def gray(x: Tensor) -> Tensor:
+    """Luma (ITU-R 601 weights) of RGB images, the channel mean otherwise; (B, 1, H, W)."""
+    if x.shape[1] == 3:
+        w = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x * w).sum(1, keepdim=True)
+    return x.mean(1, keepdim=True)
+
+
+def zoom(x: Tensor, z: float) -> Tensor:
+    """Zoom into the centre by factor z ≥ 1 (crop 1/z of the image, resize back), bilinear."""
+    B = x.shape[0]
+    theta = torch.tensor([[1.0 / z, 0, 0], [0, 1.0 / z, 0]], device=x.device, dtype=x.dtype)
+    grid = F.affine_grid(theta.expand(B, 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# ----------------------------------------------------------------------------- noise fields
+def spectral_field(B: int, H: int, W: int, exponent: float, g, like: Tensor) -> Tensor:
+    """(B, H, W) Gaussian random field with power ∝ 1/f^exponent (zero mean, unit SD)."""
+    z = randn((B, H, W), g, like.double() if like.dtype != torch.float64 else like)
+    Z = torch.fft.rfft2(z)
+    fy = torch.fft.fftfreq(H, device=like.device, dtype=torch.float64)
+    fx = torch.fft.rfftfreq(W, device=like.device, dtype=torch.float64)
+    f = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    amp = torch.where(f > 0, f.clamp_min(1e-12) ** (-exponent / 2), torch.zeros_like(f))
+    n = torch.fft.irfft2(Z * amp, s=(H, W))
+    n = n - n.mean((1, 2), keepdim=True)
+    sd = n.std(dim=(1, 2), keepdim=True, correction=0)
+    return (n / torch.where(sd > 0, sd, torch.ones_like(sd))).to(like.dtype)
+
+
+def frost_texture(B: int, C: int, H: int, W: int, g, like: Tensor) -> Tensor:
+    """Procedural frost: ridged multi-scale noise plus grain, mean ≈ 0.45, in [0, 1]."""
+    f1 = spectral_field(B, H, W, 3.0, g, like)
+    f2 = spectral_field(B, H, W, 2.0, g, like)
+    ridges = (1 - f1.abs().clamp(max=1.0)) ** 4 + 0.6 * (1 - f2.abs().clamp(max=1.0)) ** 6
+    grain = rand((B, H, W), g, like)
+    t = 0.88 * ridges / ridges.amax((1, 2), keepdim=True).clamp_min(1e-12) + 0.12 * grain
+    t = t - t.mean((1, 2), keepdim=True) + 0.45
+    t = t.clamp(0, 1)[:, None].expand(B, C, H, W)
+    if C == 3:
+        tint = torch.tensor([0.92, 0.96, 1.0], device=like.device, dtype=like.dtype).view(1, 3, 1, 1)
+        t = t * tint
+    return t
+
+
+# ----------------------------------------------------------------------------- elastic warp
+def elastic(x: Tensor, c, g) -> Tensor:
+    """A random affine (three points moved by U(±c₂·S)) then a smoothed random displacement
+    field (σ = c₁·S, scale c₀·S), S the image side; bilinear, reflected borders."""
+    B, C, H, W = x.shape
+    S = float(min(H, W))
+    alpha, sigma, aff = c[0] * S, c[1] * S, c[2] * S
+    dt = torch.float64
+    # random affine from three points around the centre (as cv2.getAffineTransform)
+    cy, cx = H // 2, W // 2
+    sq = max(1, min(H, W) // 3)
+    p1 = torch.tensor([[cx + sq, cy + sq], [cx + sq, cy - sq], [cx - sq, cy - sq]], dtype=dt, device=x.device)
+    p2 = p1[None] + (rand((B, 3, 2), g, x.to(dt)) * 2 - 1) * aff
+    A = torch.cat([p1, torch.ones(3, 1, dtype=dt, device=x.device)], 1)  # (3, 3)
+    M = torch.linalg.solve(A[None].expand(B, 3, 3), p2).transpose(1, 2)  # (B, 2, 3): p2 = M @ [p1; 1]
+    # pixel grid; warpAffine maps output o to source M⁻¹ o
+    Mf = torch.cat([M, torch.tensor([0, 0, 1], dtype=dt, device=x.device).expand(B, 1, 3)], 1)
+    Minv = torch.linalg.inv(Mf)
+    yy, xx = torch.meshgrid(torch.arange(H, dtype=dt, device=x.device), torch.arange(W, dtype=dt, device=x.device), indexing="ij")
+    # elastic displacement in the output frame, then the affine
+    dx = gaussian_blur(rand((B, 1, H, W), g, x.to(dt)) * 2 - 1, sigma, truncate=3.0)[:, 0] * alpha
+    dy = gaussian_blur(rand((B, 1, H, W), g, x.to(dt)) * 2 - 1, sigma, truncate=3.0)[:, 0] * alpha
+    qx = xx[None] + dx
+    qy = yy[None] + dy
+    Q = torch.stack([qx, qy, torch.ones_like(qx)], 1).reshape(B, 3, -1)
+    src = (Minv @ Q)[:, :2].reshape(B, 2, H, W)
+    gx = (src[:, 0] + 0.5) / W * 2 - 1
+    gy = (src[:, 1] + 0.5) / H * 2 - 1
+    grid = torch.stack([gx, gy], -1).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+# ----------------------------------------------------------------------------- JPEG in torch
+_JPEG_LUMA = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+]
+_JPEG_CHROMA = [
+    17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99,
+    24, 26, 56, 99, 99, 99, 99, 99, 47, 66, 99, 99, 99, 99, 99, 99,
+] + [99] * 32
+
+
+def dct_matrix(n: int, dtype, device) -> Tensor:
+    """The orthonormal DCT-II matrix (n, n)."""
+    k = torch.arange(n, dtype=torch.float64)
+    D = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2.0 / n)
+    D[0] /= math.sqrt(2.0)
+    return D.to(device=device, dtype=dtype)
+
+
+def _quant_table(base: Sequence[int], quality: int, device) -> Tensor:
+    scale = 5000 / quality if quality < 50 else 200 - 2 * quality
+    t = torch.tensor(base, dtype=torch.float64)
+    return ((t * scale + 50) // 100).clamp(1, 255).reshape(8, 8).to(device)
+
+
+def jpeg_plane(p: Tensor, table: Tensor) -> Tensor:
+    """Encode/decode (N, H, W) planes in [0, 255]: level shift, 8×8 DCT, quantise, inverse."""
+    N, H, W = p.shape
+    Hp, Wp = -(-H // 8) * 8, -(-W // 8) * 8
+    q = F.pad(p[:, None], (0, Wp - W, 0, Hp - H), mode="replicate")[:, 0] - 128.0
+    blocks = q.reshape(N, Hp // 8, 8, Wp // 8, 8).permute(0, 1, 3, 2, 4)  # (N, bh, bw, 8, 8)
+    D = dct_matrix(8, q.dtype, q.device)
+    c = D @ blocks @ D.T
+    c = torch.round(c / table) * table
+    r = D.T @ c @ D
+    r = r.permute(0, 1, 3, 2, 4).reshape(N, Hp, Wp)[:, :H, :W] + 128.0
+    return r
+
+
+def jpeg(x: Tensor, quality: int) -> Tensor:
+    """JPEG round trip of images in [0, 1] at IJG ``quality``: JFIF YCbCr with 4:2:0 chroma on
+    RGB, one luminance plane per channel otherwise."""
+    B, C, H, W = x.shape
+    xd = x.double() * 255.0
+    luma = _quant_table(_JPEG_LUMA, quality, x.device)
+    chroma = _quant_table(_JPEG_CHROMA, quality, x.device)
+    if C != 3:
+        out = jpeg_plane(xd.reshape(B * C, H, W), luma).reshape(B, C, H, W)
+    else:
+        r, g, b = xd[:, 0], xd[:, 1], xd[:, 2]
+        Y = 0.299 * r + 0.587 * g + 0.114 * b
+        Cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128
+        Cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128
+        Y = jpeg_plane(Y, luma)
+        # 4:2:0 chroma subsampling (PIL's default): average 2×2, code, upsample back
+        ch = torch.stack([Cb, Cr], 1)
+        hs, ws = -(-H // 2), -(-W // 2)
+        chs = F.avg_pool2d(F.pad(ch, (0, 2 * ws - W, 0, 2 * hs - H), mode="replicate"), 2)
+        chs = jpeg_plane(chs.reshape(B * 2, hs, ws), chroma).reshape(B, 2, hs, ws)
+        ch = F.interpolate(chs, scale_factor=2, mode="nearest")[..., :H, :W]
+        Cb, Cr = ch[:, 0] - 128, ch[:, 1] - 128
+        out = torch.stack([Y + 1.402 * Cr, Y - 0.344136 * Cb - 0.714136 * Cr, Y + 1.772 * Cb], 1)
+    return (torch.round(out.clamp(0, 255)) / 255.0).to(x.dtype)
