@@ -330,7 +330,7 @@ def test_vone_resnet18_and_generic_stem():
     assert net(torch.rand(2, 1, 28, 28)).shape == (2, 3)
     with pytest.raises(ValueError, match="not a torchvision-style ResNet"):
         with_v1_front(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), V1Front.mnist())
-    with pytest.raises(ValueError, match="no module 'nope'"):
+    with pytest.raises(ValueError, match="no module named 'nope'"):
         with_v1_front(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)), V1Front.mnist(), stem="nope")
     with pytest.raises(ValueError, match="in_channels"):
         with_v1_front(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)), V1Front.mnist(), stem="0")

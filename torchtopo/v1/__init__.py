@@ -6,7 +6,8 @@ primate receptive-field tables and samplers, :mod:`torchtopo.v1.analysis` the co
 filter plots, grating tuning and sub-population ablation.
 """
 from . import analysis, distributions
-from .front import V1Front, envelope_half_width, gabor_kernels
+from ..functional.gabor import envelope_half_width, gabor_kernels
+from .front import V1Front
 from .stem import V1Stem, with_v1_front
 
 __all__ = ["V1Front", "V1Stem", "with_v1_front", "gabor_kernels", "envelope_half_width", "distributions", "analysis"]

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from . import distributions as D
-from .front import V1Front, gabor_kernels
-from ..plot import _plt
+from .._mpl import pyplot
+from ..functional.gabor import gabor_kernels
+from .front import V1Front
 
 __all__ = [
     "conformance_report",
@@ -155,7 +156,7 @@ def plot_conformance(front: V1Front, path: Optional[str] = None, *, report: Opti
     """Figure of :func:`conformance_report`: per parameter, the sampled histogram (bars) against
     the table's expected counts (dots), titled with the chi-square and KS p-values, and a scatter
     of log nx vs log sf.  Saved to ``path`` if given; returns the matplotlib figure."""
-    plt = _plt()
+    plt = pyplot()
     rep = conformance_report(front) if report is None else report
     keys = [k for k in rep if isinstance(rep[k], dict) and "observed" in rep[k]]
     fig, axes = plt.subplots(1, len(keys) + 1, figsize=(3.0 * (len(keys) + 1), 2.8))
@@ -190,7 +191,7 @@ def plot_filters(front: V1Front, n: int = 64, path: Optional[str] = None, *, siz
     """Grid of ``n`` q0 kernels (half simple, half complex cells, spread over the bank), drawn at a
     common size (default the largest of them), each in its own symmetric colour range.  Returns
     the figure (saved to ``path`` if given)."""
-    plt = _plt()
+    plt = pyplot()
     cx = front.is_complex.cpu()
     s_idx, c_idx = torch.nonzero(~cx).flatten(), torch.nonzero(cx).flatten()
     half = n // 2

@@ -1,10 +1,11 @@
 """The V1-like front-end: a fixed bank of Gabor simple and complex cells with neuronal noise.
 
-Barbulescu et al., arXiv:2310.10575: VOneNet (Dapello et al. 2020) and Barbulescu, Marques & Oliveira (2023,
-arXiv 2310.10575).  Unlike the reference implementation, each filter is computed on the one input
-channel it reads (a grouped convolution), the quadrature filter only for complex cells, the kernel
-size follows each envelope, noise is off in ``eval()`` unless asked for, and every random draw
-comes from a local generator.
+VOneNet (Dapello et al. 2020) as used by Barbulescu, Marques & Oliveira (arXiv:2310.10575).
+Unlike the reference implementation, each filter is computed on the one input channel it reads (a
+grouped convolution), the quadrature filter only for complex cells, the kernel size follows each
+envelope, noise is off in ``eval()`` unless asked for, and every random draw comes from a local
+generator.  The Gabor is :func:`torchtopo.functional.gabor_kernels`; the convolution engine lives
+in the private ``_bank`` module.
 """
 from __future__ import annotations
 
@@ -16,110 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_choice, check_int, check_positive
+from ..functional.gabor import ENVELOPE_SIGMAS
+from . import _bank
+from ._bank import FFT_MIN_KERNEL
 from .distributions import SAMPLINGS, SF_CORR, SF_TABLES, sample_gabor_params
 
-__all__ = ["V1Front", "gabor_kernels", "envelope_half_width", "ENVELOPE_SIGMAS", "PARAM_NAMES"]
-
-#: A kernel covers an envelope when its half-width reaches this many σ of the envelope's extent
-#: along x and y; with it, ≈ 1/3 of a biologically sampled bank is truncated by VOneNet's 25-px
-#: kernel at 224 px / 8° (the share Barbulescu et al., arXiv:2310.10575 quotes).
-ENVELOPE_SIGMAS: float = 2.0
+__all__ = ["V1Front", "ENVELOPE_SIGMAS", "FFT_MIN_KERNEL", "PARAM_NAMES"]
 
 #: Names of the sampled parameters, in ``front.params`` order.
 PARAM_NAMES = ("sf_cpd", "theta_deg", "phase_deg", "nx", "ny", "channel", "is_complex")
 
 _NOISE_MODES = (None, "neuronal", "gaussian")
-#: Kernels at least this large are applied with FFTs (faster than direct convolution there).
-FFT_MIN_KERNEL = 57
-# ladder of odd kernel sizes used to bucket per-filter sizes (≈ +15 % per step)
-_SIZE_LADDER = [3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 25, 29, 33, 37, 43, 49, 57, 65, 75, 85, 99, 113,
-                129, 149, 171, 197, 227, 261, 301, 347, 399, 459, 527, 607, 699, 803, 923, 1061]
-
-
-def envelope_half_width(sf_cyc_px: Tensor, theta_deg: Tensor, nx: Tensor, ny: Tensor,
-                        n_sigmas: float = ENVELOPE_SIGMAS) -> Tensor:
-    """Half-width (pixels) of the axis-aligned box holding ``n_sigmas`` σ of each rotated envelope.
-
-    With σx = nx/f, σy = ny/f and θ the carrier direction, the envelope's standard deviation along
-    the image x axis is √(σx² cos²θ + σy² sin²θ) and along y √(σx² sin²θ + σy² cos²θ); the
-    half-width is ``n_sigmas`` times the larger one.  All inputs are 1-D of the same length.
-    """
-    sx, sy = nx / sf_cyc_px, ny / sf_cyc_px
-    t = torch.deg2rad(theta_deg)
-    c2, s2 = torch.cos(t) ** 2, torch.sin(t) ** 2
-    ex = torch.sqrt(sx * sx * c2 + sy * sy * s2)
-    ey = torch.sqrt(sx * sx * s2 + sy * sy * c2)
-    return n_sigmas * torch.maximum(ex, ey)
-
-
-def gabor_kernels(sf_cyc_px: Tensor, theta_deg: Tensor, phase_deg: Tensor, nx: Tensor, ny: Tensor,
-                  kernel_size: int) -> Tensor:
-    """Gabor kernels ``G(x, y) = exp(−½(x′²/σx² + y′²/σy²)) / (2π σx σy) · cos(2π f x′ + φ)``.
-
-    ``x′ = x cos θ + y sin θ``, ``y′ = −x sin θ + y cos θ``; ``x`` runs to the right along the
-    columns and ``y`` *up* along the rows, both measured from the kernel centre ``(k − 1)/2``, so
-    θ is the direction of the carrier's wave vector counter-clockwise from the image's horizontal
-    (θ = 0: vertical stripes).  σx = nx/f, σy = ny/f (Barbulescu et al., arXiv:2310.10575).
-
-    Args:
-        sf_cyc_px: spatial frequency f in cycles/pixel, shape ``(M,)``.
-        theta_deg, phase_deg: θ and φ in degrees, ``(M,)``.
-        nx, ny: envelope sizes in cycles, ``(M,)``.
-        kernel_size: k.
-
-    Returns:
-        ``(M, k, k)`` kernels in the dtype of ``sf_cyc_px`` (use float64 to build).
-    """
-    k = int(kernel_size)
-    dt, dev = sf_cyc_px.dtype, sf_cyc_px.device
-    r = torch.arange(k, dtype=dt, device=dev) - (k - 1) / 2.0
-    x = r.view(1, 1, k)                # column offset, to the right
-    y = -r.view(1, k, 1)               # row offset, upwards
-    f = sf_cyc_px.view(-1, 1, 1)
-    t = torch.deg2rad(theta_deg).view(-1, 1, 1)
-    ph = torch.deg2rad(phase_deg).view(-1, 1, 1)
-    sx, sy = nx.view(-1, 1, 1) / f, ny.view(-1, 1, 1) / f
-    xr = x * torch.cos(t) + y * torch.sin(t)
-    yr = -x * torch.sin(t) + y * torch.cos(t)
-    env = torch.exp(-0.5 * (xr ** 2 / sx ** 2 + yr ** 2 / sy ** 2)) / (2 * math.pi * sx * sy)
-    return env * torch.cos(2 * math.pi * f * xr + ph)
-
-
-def _check_int(name: str, v: Any, lo: int) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        raise ValueError(f"V1Front: {name} must be an int >= {lo}, got {v!r}")
-    return v
-
-
-def _check_pos(name: str, v: Any, allow_zero: bool = False) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"V1Front: {name} must be a number, got {type(v).__name__}") from None
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
-        raise ValueError(f"V1Front: {name} must be a finite number {'>=' if allow_zero else '>'} 0, got {v!r}")
-    return f
-
-
-def _fast_len(n: int) -> int:
-    """Smallest m >= n of the form 2^a 3^b 5^c (fast FFT lengths; zero padding beyond the linear
-    convolution's length changes nothing)."""
-    m = n
-    while True:
-        r = m
-        for p in (2, 3, 5):
-            while r % p == 0:
-                r //= p
-        if r == 1:
-            return m
-        m += 1
-
-
-def _f32(w: Tensor) -> Tensor:
-    """float32 copy with subnormal values flushed to 0 (far envelope tails underflow, and
-    subnormal weights slow CPU convolutions down by an order of magnitude)."""
-    w = w.to(torch.float32)
-    return torch.where(w.abs() < torch.finfo(torch.float32).tiny, torch.zeros_like(w), w)
 
 
 def _rebuild_after_load(module: "V1Front", incompatible_keys: Any) -> None:
@@ -130,7 +39,7 @@ class V1Front(nn.Module):
     r"""A V1-like front-end: a fixed Gabor bank of simple and complex cells, then neuronal noise.
 
     For each cell *i* with parameters (f, θ, φ, nx, ny, input channel c) the linear responses are
-    ``q0 = G_φ ⋆ x_c`` and, for complex cells, ``q1 = G_{φ+90°} ⋆ x_c`` (Gabor :func:`gabor_kernels`,
+    ``q0 = G_φ ⋆ x_c`` and, for complex cells, ``q1 = G_{φ+90°} ⋆ x_c`` (Gabor :func:`~torchtopo.functional.gabor_kernels`,
     zero padding ``k // 2``, ``stride``).  Simple cells give ``ReLU(q0)``, complex cells
     ``√(q0² + q1²)/√2``; the rates are ``r = k_exc · [simple, complex]``.  Spatial frequency is
     sampled in cycles/degree and converted with ``ppd = image_size / visual_degrees``:
@@ -230,30 +139,26 @@ class V1Front(nn.Module):
         sf_table: str = "by_cell_type",
     ) -> None:
         super().__init__()
-        self.image_size = _check_int("image_size", image_size, 1)
-        self.visual_degrees = _check_pos("visual_degrees", visual_degrees)
-        self.in_channels = _check_int("in_channels", in_channels, 1)
-        self.simple_channels = _check_int("simple_channels", simple_channels, 0)
-        self.complex_channels = _check_int("complex_channels", complex_channels, 0)
+        self.image_size = check_int(image_size, "image_size", "V1Front", minimum=1)
+        self.visual_degrees = check_positive(visual_degrees, "visual_degrees", "V1Front")
+        self.in_channels = check_int(in_channels, "in_channels", "V1Front", minimum=1)
+        self.simple_channels = check_int(simple_channels, "simple_channels", "V1Front", minimum=0)
+        self.complex_channels = check_int(complex_channels, "complex_channels", "V1Front", minimum=0)
         if self.simple_channels + self.complex_channels == 0:
             raise ValueError("V1Front: simple_channels + complex_channels must be > 0, got 0 and 0")
         if kernel_size is not None:
-            _check_int("kernel_size", kernel_size, 1)
+            check_int(kernel_size, "kernel_size", "V1Front", minimum=1)
         self.kernel_size = kernel_size
-        self.stride = _check_int("stride", stride, 1)
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"V1Front: sampling must be one of {SAMPLINGS}, got {sampling!r}")
-        self.sampling = sampling
-        if sf_table not in SF_TABLES:
-            raise ValueError(f"V1Front: sf_table must be one of {SF_TABLES}, got {sf_table!r}")
-        self.sf_table = sf_table
+        self.stride = check_int(stride, "stride", "V1Front", minimum=1)
+        self.sampling = check_choice(sampling, SAMPLINGS, "sampling", "V1Front")
+        self.sf_table = check_choice(sf_table, SF_TABLES, "sf_table", "V1Front")
         self.ppd = self.image_size / self.visual_degrees
         nyquist = self.ppd / (2.0 * math.sqrt(2.0))
-        self.sf_min = _check_pos("sf_min", sf_min, allow_zero=True)
+        self.sf_min = check_positive(sf_min, "sf_min", "V1Front", allow_zero=True)
         if sf_max is None:
             sf_max = nyquist
         else:
-            sf_max = _check_pos("sf_max", sf_max)
+            sf_max = check_positive(sf_max, "sf_max", "V1Front")
             if sf_max > nyquist * (1 + 1e-9):
                 warnings.warn(
                     f"V1Front: sf_max={sf_max:g} cycles/degree exceeds the diagonal Nyquist limit "
@@ -271,9 +176,9 @@ class V1Front(nn.Module):
         if noise not in _NOISE_MODES:
             raise ValueError(f"V1Front: noise must be 'neuronal', 'gaussian' or None, got {noise!r}")
         self.noise = noise
-        self.noise_scale = _check_pos("noise_scale", noise_scale)
-        self.noise_level = _check_pos("noise_level", noise_level, allow_zero=True)
-        self.k_exc = _check_pos("k_exc", k_exc)
+        self.noise_scale = check_positive(noise_scale, "noise_scale", "V1Front")
+        self.noise_level = check_positive(noise_level, "noise_level", "V1Front", allow_zero=True)
+        self.k_exc = check_positive(k_exc, "k_exc", "V1Front")
         self.stochastic_eval = bool(stochastic_eval)
         self.seed = int(seed)
         self.out_channels = self.simple_channels + self.complex_channels
@@ -290,7 +195,7 @@ class V1Front(nn.Module):
             if v.is_floating_point():
                 v = v.to(torch.float32)
             self.register_buffer(name, v)
-        self._banks: List[Tuple[str, int, int, Tuple[int, int]]] = []
+        self._banks: List[_bank.Bank] = []
         self.register_buffer("_perm_inv", None, persistent=False)
         self.fft_min_kernel = FFT_MIN_KERNEL
         order = self._sort_order()  # store the cells in bank order: no gather in forward
@@ -351,30 +256,14 @@ class V1Front(nn.Module):
 
     def _sizes(self) -> Tuple[Tensor, Tensor]:
         """Per-filter kernel sizes and envelope half-widths (from the parameter buffers)."""
-        f = self.sf_cpd.double().cpu() / self.ppd
-        half = envelope_half_width(f, self.theta_deg.double().cpu(), self.nx.double().cpu(), self.ny.double().cpu())
-        kmax = max(3, self.image_size - (1 - self.image_size % 2))  # largest odd size <= the image
-        if self.kernel_size is None:
-            need = (2 * torch.ceil(half) + 1).clamp(max=kmax).long()
-            ladder = torch.tensor([s for s in _SIZE_LADDER if s < kmax] + [kmax])
-            sizes = ladder[torch.searchsorted(ladder, need).clamp(max=ladder.numel() - 1)]
-        else:
-            sizes = torch.full((f.numel(),), int(self.kernel_size), dtype=torch.long)
-        return sizes, half
-
-    def _bucket_keys(self, sizes: Tensor, channel: Tensor) -> Tensor:
-        """Bucket of each filter: one direct convolution per (input channel, kernel size); all
-        kernels of ``fft_min_kernel`` pixels or more in one FFT bucket (the last)."""
-        big = sizes >= self.fft_min_kernel
-        key = channel.cpu() * 100_000 + sizes
-        return torch.where(big, torch.full_like(key, 2 ** 40), key)
+        return _bank.kernel_sizes(self.sf_cpd.double().cpu() / self.ppd, self.theta_deg.double().cpu(),
+                                  self.nx.double().cpu(), self.ny.double().cpu(), self.image_size,
+                                  self.kernel_size)
 
     def _sort_order(self) -> Tensor:
-        """The filter order in which the banks' outputs concatenate without a gather: simple
-        cells then complex cells, each by bucket (a stable sort, so i.i.d. draws stay i.i.d.)."""
+        """The filter order in which the banks' outputs concatenate without a gather."""
         sizes, _ = self._sizes()
-        key = self._bucket_keys(sizes, self.channel) + self.is_complex.cpu().long() * 2 ** 41
-        return torch.sort(key, stable=True).indices
+        return _bank.sort_order(sizes, self.channel, self.is_complex, self.fft_min_kernel)
 
     def _build(self) -> None:
         """(Re)build the convolution banks from the parameter buffers (also after loading).
@@ -388,9 +277,6 @@ class V1Front(nn.Module):
                 del self._c_fft
         self._banks = []
         dev = self.sf_cpd.device
-        f = self.sf_cpd.double().cpu() / self.ppd
-        th, ph = self.theta_deg.double().cpu(), self.phase_deg.double().cpu()
-        nx, ny = self.nx.double().cpu(), self.ny.double().cpu()
         ch = self.channel.cpu()
         cx = self.is_complex.cpu()
         if ch.numel() != self.out_channels or int(ch.min()) < 0 or int(ch.max()) >= self.in_channels:
@@ -401,50 +287,16 @@ class V1Front(nn.Module):
         sizes, half = self._sizes()
         self.kernel_sizes = sizes
         self.truncated_fraction = float((half > (sizes - 1) / 2.0 + 1e-9).double().mean())
-        gain_s, gain_c = self.k_exc, self.k_exc / math.sqrt(2.0)
-
-        def kernels(idx: Tensor, k: int, quad: float, gain: float) -> Tensor:
-            return gain * gabor_kernels(f[idx], th[idx], ph[idx] + quad, nx[idx], ny[idx], k)
-
-        keys = self._bucket_keys(sizes, ch)
-        simple_order, complex_order = [], []
-        for key in torch.unique(keys).tolist():
-            s_idx = torch.nonzero((keys == key) & ~cx).flatten()
-            c_idx = torch.nonzero((keys == key) & cx).flatten()
-            simple_order.append(s_idx)
-            complex_order.append(c_idx)
-            if key == 2 ** 40:  # FFT bucket: pad every kernel to the largest size
-                kb = int(sizes[torch.cat([s_idx, c_idx])].max())
-                rows = [(s_idx, 0.0, gain_s), (c_idx, 0.0, gain_c), (c_idx, 90.0, gain_c)]
-                w = torch.zeros(s_idx.numel() + 2 * c_idx.numel(), kb, kb, dtype=torch.float64)
-                r0 = 0
-                for idx, quad, gain in rows:
-                    for i in range(idx.numel()):  # few large kernels: built one by one
-                        k = int(sizes[idx[i]])
-                        o = (kb - k) // 2
-                        w[r0 + i, o:o + k, o:o + k] = kernels(idx[i:i + 1], k, quad, gain)[0]
-                    r0 += idx.numel()
-                self.register_buffer("_c_fft", torch.cat([ch[s_idx], ch[c_idx], ch[c_idx]]).to(dev), persistent=False)
-                name, k, c = "fft", kb, -1
-            else:
-                k, c = int(key % 100_000), int(key // 100_000)
-                w = torch.cat([kernels(s_idx, k, 0.0, gain_s), kernels(c_idx, k, 0.0, gain_c),
-                               kernels(c_idx, k, 90.0, gain_c)]).unsqueeze(1)
-                name = f"k{k}_c{c}"
-            self.register_buffer("_w_" + name, _f32(w).to(dev), persistent=False)
-            self._banks.append((name, k, c, (s_idx.numel(), c_idx.numel())))
-        perm = torch.cat(simple_order + complex_order)
-        if torch.equal(perm, torch.arange(perm.numel())):
-            self._perm_inv = None
-        else:
-            inv = torch.empty_like(perm)
-            inv[perm] = torch.arange(perm.numel())
-            self._perm_inv = inv.to(dev)
-
-    @property
-    def truncated_share(self) -> float:
-        """Alias of :attr:`truncated_fraction`."""
-        return self.truncated_fraction
+        banks, weights, c_fft, perm_inv = _bank.build(
+            self.sf_cpd.double().cpu() / self.ppd, self.theta_deg.double().cpu(), self.phase_deg.double().cpu(),
+            self.nx.double().cpu(), self.ny.double().cpu(), ch, cx, sizes,
+            self.k_exc, self.k_exc / math.sqrt(2.0), self.fft_min_kernel)
+        for bank, w in zip(banks, weights):
+            self.register_buffer("_w_" + bank[0], w.to(dev), persistent=False)
+        if c_fft is not None:
+            self.register_buffer("_c_fft", c_fft.to(dev), persistent=False)
+        self._banks = banks
+        self._perm_inv = None if perm_inv is None else perm_inv.to(dev)
 
     def macs(self, height: Optional[int] = None, width: Optional[int] = None) -> int:
         """Multiply–accumulates of the Gabor convolutions for one ``height × width`` image
@@ -486,57 +338,13 @@ class V1Front(nn.Module):
                 f"spatial frequencies assume {self.image_size} px = {self.visual_degrees:g} degrees "
                 f"(warned once)", UserWarning, stacklevel=4)
 
-    def _fft_conv(self, x: Tensor, w: Tensor, k: int) -> Tensor:
-        """``conv2d(x[:, c_fft[m]], w[m], stride, padding=k//2)`` for every row m, computed as a
-        linear convolution with the flipped kernels via real FFTs (float32), then strided slicing."""
-        xf = x.float()
-        h, wd = xf.shape[-2:]
-        size = (_fast_len(h + k - 1), _fast_len(wd + k - 1))
-        X = torch.fft.rfft2(xf, s=size)                                 # (B, C, ., .)
-        K = torch.fft.rfft2(torch.flip(w.float(), (-2, -1)), s=size)    # (M, ., .)
-        y = torch.fft.irfft2(X[:, self._c_fft] * K, s=size)             # (B, M, H+k-1, W+k-1)
-        n0, s = k - 1 - k // 2, self.stride
-        ho, wo = (h - 1) // s + 1, (wd - 1) // s + 1
-        return y[..., n0:n0 + (ho - 1) * s + 1:s, n0:n0 + (wo - 1) * s + 1:s].to(x.dtype)
-
     def rates(self, x: Tensor) -> Tensor:
         """Noise-free responses ``k_exc · [ReLU(q0) (simple), √(q0² + q1²)/√2 (complex)]``,
         shape ``(B, out_channels, H', W')``.  At ``q0 = q1 = 0`` the complex response is
         √(tiny) ≈ 1e-19 with a zero gradient (never NaN)."""
         self._check_input(x)
-        simple, cplx = [], []
-        autocast = torch.is_autocast_enabled(x.device.type)
-        for name, k, c, (ns, nc) in self._banks:
-            wt = getattr(self, "_w_" + name)
-            if name == "fft":
-                y = self._fft_conv(x, wt, k)
-            else:
-                if wt.dtype != x.dtype and not autocast:
-                    wt = wt.to(x.dtype)
-                xc = x[:, c:c + 1]
-                if k > xc.shape[-1] or k > xc.shape[-2]:
-                    # a kernel larger than the image: explicit zero padding is several times
-                    # faster than the convolution's own (which takes a slow path there)
-                    y = F.conv2d(F.pad(xc, (k // 2,) * 4), wt, stride=self.stride)
-                else:
-                    y = F.conv2d(xc, wt, stride=self.stride, padding=k // 2)
-            if ns:
-                simple.append(F.relu(y[:, :ns]))
-            if nc:
-                a, b = y[:, ns:ns + nc], y[:, ns + nc:]
-                e = a * a + b * b
-                cplx.append(torch.sqrt(e.clamp_min(torch.finfo(e.dtype).tiny)))
-        pieces = simple + cplx
-        if len(pieces) == 1:
-            out = pieces[0]
-        else:
-            dtype = pieces[0].dtype
-            for p in pieces[1:]:
-                dtype = torch.promote_types(dtype, p.dtype)
-            out = torch.cat([p.to(dtype) for p in pieces], 1)
-        if self._perm_inv is not None:
-            out = out.index_select(1, self._perm_inv)
-        return out
+        weights = [getattr(self, "_w_" + name) for name, _, _, _ in self._banks]
+        return _bank.apply(x, self._banks, weights, getattr(self, "_c_fft", None), self._perm_inv, self.stride)
 
     def add_noise(self, r: Tensor) -> Tensor:
         """Apply the module's noise to rates ``r`` (whatever its mode/train state; ``noise=None``

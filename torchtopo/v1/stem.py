@@ -6,6 +6,7 @@ from typing import Optional, Sequence
 
 from torch import nn
 
+from .._checks import resolve_module
 from .front import V1Front
 
 __all__ = ["with_v1_front", "V1Stem"]
@@ -22,16 +23,6 @@ class V1Stem(nn.Sequential):
         bottleneck = nn.Conv2d(front.out_channels, out_channels, kernel_size=1, bias=False)
         nn.init.kaiming_normal_(bottleneck.weight, mode="fan_out", nonlinearity="relu")
         super().__init__(OrderedDict(front=front, bottleneck=bottleneck))
-
-
-def _get(model: nn.Module, name: str) -> nn.Module:
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        names = [n for n, _ in model.named_modules() if n][:20]
-        raise ValueError(
-            f"with_v1_front: model ({type(model).__name__}) has no module {name!r}; "
-            f"its modules include {names}") from None
 
 
 def _set(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -85,7 +76,7 @@ def with_v1_front(
         stem = "conv1"
         if remove is None:
             remove = ("bn1", "relu", "maxpool")
-    old = _get(model, stem)
+    stem, old = resolve_module(model, stem, "with_v1_front")
     if out_channels is None:
         out_channels = getattr(old, "out_channels", None)
         if not isinstance(out_channels, int):
@@ -97,9 +88,8 @@ def with_v1_front(
         raise ValueError(
             f"with_v1_front: the replaced module {stem!r} reads {in_ch} input channels but the front "
             f"has in_channels={front.in_channels}")
-    for name in remove or ():
-        _get(model, name)
+    remove = [resolve_module(model, name, "with_v1_front")[0] for name in remove or ()]
     _set(model, stem, V1Stem(front, int(out_channels)))
-    for name in remove or ():
+    for name in remove:
         _set(model, name, nn.Identity())
     return model
