@@ -1,17 +1,14 @@
-"""tt.adversarial: PGD, noise accuracy, sparsity statistics (STUDIES.md §3), and the example."""
-import json
+"""tt.adversarial: PGD (Madry et al., ICLR 2018), noise accuracy and sparsity statistics, the
+evaluations of the HaH study (Cekic et al., arXiv:2202.13074)."""
 
 import pytest
 import torch
-from _scripts import load_script
 from torch import nn
 
 import torchtopo as tt
 from torchtopo import adversarial as adv
 
 torch.set_num_threads(1)
-
-
 
 
 def _model_and_data(seed=0):

@@ -1,28 +1,31 @@
-r"""Robustness evaluation of the HaH study (Cekic et al., Cekic et al., arXiv:2202.13074): PGD attacks in ℓ∞ and
-ℓ2, Gaussian-noise accuracy, and activation sparsity statistics.
+r"""Robustness evaluation of the HaH study (Cekic et al., arXiv:2202.13074): PGD attacks in ℓ∞
+and ℓ2 (Madry et al., ICLR 2018), Gaussian-noise accuracy, and activation sparsity statistics.
 
 Images live in [0, 1] (put :class:`torchtopo.data.Normalize` first in the model); ε is in that
 pixel scale (the paper's ℓ∞ 2/255 and ℓ2 0.25 on CIFAR-10).
 
-**Why our own PGD and not AutoAttack.**  PGD (Madry et al.) is a dozen lines of PyTorch, has no dependency, is fully tested here (it
-raises the loss and never leaves the ε-ball or [0, 1]) and runs on any device.  The reference
-AutoAttack is not a PyPI package (it installs from git), so the library cannot depend on it.
-The paper reports AutoAttack, an ensemble at least as strong as PGD: **our PGD accuracies are
-upper bounds** of what AutoAttack would give, so compare them with the paper's table as such.
-Gradient masking is a known pitfall for defenses with hard thresholds like HaH's: a large gap
-between PGD with few and many steps, or with and without random restarts, is a warning sign;
-:func:`pgd_accuracy` takes ``steps`` and ``restarts`` for that check.
+**Why our own PGD and not AutoAttack.**  PGD (Madry et al. 2018) is a dozen lines of PyTorch,
+has no dependency, is fully tested here (it raises the loss and never leaves the ε-ball or
+[0, 1]) and runs on any device.  The reference AutoAttack is not a PyPI package (it installs
+from git), so the library cannot depend on it.  The paper reports AutoAttack, an ensemble at
+least as strong as PGD: **our PGD accuracies are upper bounds** of what AutoAttack would give,
+so compare them with the paper's table as such.  Gradient masking is a known pitfall for
+defenses with hard thresholds like HaH's: a large gap between PGD with few and many steps, or
+with and without random restarts, is a warning sign; :func:`pgd_accuracy` takes ``steps`` and
+``restarts`` for that check.
 """
 from __future__ import annotations
 
 import math
-import numbers
-from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._batching import eval_mode, iter_batches, model_device
+from ._checks import check_choice, check_int, check_nonneg, check_tensor
+from .robustness import evaluate_accuracy
 
 __all__ = [
     "pgd",
@@ -35,35 +38,14 @@ __all__ = [
 NORMS = ("linf", "l2")
 
 
-def _check_xy(fn: str, x, y) -> None:
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"{fn}: x must be a floating-point tensor, got {type(x).__name__}")
-    if not isinstance(y, Tensor) or y.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"{fn}: y must be an integer tensor of labels, got {getattr(y, 'dtype', type(y).__name__)}")
+def _check_xy(who: str, x, y) -> None:
+    """``x`` a floating-point batch, ``y`` its (B,) integer labels."""
+    check_tensor(x, "x", who)
+    check_tensor(y, "y (labels)", who, floating=False)
+    if y.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{who}: y must be an integer tensor of labels, got {y.dtype}")
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"{fn}: y must be (B,) with B = x.shape[0] = {x.shape[0]}, got shape {tuple(y.shape)}")
-
-
-def _check_eps(fn: str, eps, name: str = "eps") -> float:
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(float(eps)) or eps < 0:
-        raise ValueError(f"{fn}: {name} must be a finite number >= 0, got {eps!r}")
-    return float(eps)
-
-
-@contextmanager
-def _eval_frozen(model: nn.Module):
-    """Eval mode and no parameter gradients during an attack; restored afterwards."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    model.eval()
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p, f in flags:
-            p.requires_grad_(f)
-        model.train(was_training)
+        raise ValueError(f"{who}: y must be (B,) with B = x.shape[0] = {x.shape[0]}, got shape {tuple(y.shape)}")
 
 
 def _per_sample_norm(d: Tensor) -> Tensor:
@@ -91,7 +73,7 @@ def pgd(
     clip: Optional[Tuple[float, float]] = (0.0, 1.0),
     generator: Optional[torch.Generator] = None,
 ) -> Tensor:
-    r"""Projected gradient descent (Madry et al.), untargeted, in ℓ∞ or ℓ2.
+    r"""Projected gradient descent (Madry et al., ICLR 2018), untargeted, in ℓ∞ or ℓ2.
 
     Maximises the loss L(f(x + δ), y) over :math:`\lVert\delta\rVert \le \epsilon`:
 
@@ -129,16 +111,14 @@ def pgd(
         training, call :meth:`~torchtopo.Regularizer.penalty` after the forward pass on
         ``x_adv`` (or ``reg.clear()`` first).
     """
-    fn = "pgd"
-    _check_xy(fn, x, y)
-    eps = _check_eps(fn, eps)
-    if norm not in NORMS:
-        raise ValueError(f"pgd: norm must be one of {NORMS}, got {norm!r}")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"pgd: steps must be a positive int, got {steps!r}")
+    who = "pgd"
+    _check_xy(who, x, y)
+    eps = check_nonneg(eps, "eps", who)
+    check_choice(norm, NORMS, "norm", who)
+    steps = check_int(steps, "steps", who, minimum=1)
     if eps == 0:
         return x.detach().clone()
-    alpha = 2.5 * eps / steps if step_size is None else _check_eps(fn, step_size, "step_size")
+    alpha = 2.5 * eps / steps if step_size is None else check_nonneg(step_size, "step_size", who)
     loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="sum"))
     x = x.detach()
     lo, hi = (None, None) if clip is None else clip
@@ -158,8 +138,8 @@ def pgd(
         delta = clipped(delta)
     else:
         delta = torch.zeros_like(x)
-    with _eval_frozen(model):
-        for _ in range(int(steps)):
+    with eval_mode(model, freeze=True):
+        for _ in range(steps):
             delta.requires_grad_(True)
             with torch.enable_grad():
                 loss = loss_fn(model(x + delta), y)
@@ -173,24 +153,12 @@ def pgd(
     return (x + delta).detach()
 
 
-def _batches(x: Tensor, y: Tensor, batch_size: int) -> Iterable[Tuple[Tensor, Tensor]]:
-    for i in range(0, x.shape[0], batch_size):
-        yield x[i:i + batch_size], y[i:i + batch_size]
-
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return torch.device("cpu") if p is None else p.device
-
-
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 256) -> float:
     """Top-1 accuracy (fraction in [0, 1]) of ``model`` in eval mode on ``(x, y)``: the same
     count as :func:`torchtopo.robustness.evaluate_accuracy` (which gives percent and also takes
     Datasets and loaders), on tensors, with this module's input checks."""
     _check_xy("accuracy", x, y)
-    from .robustness import evaluate_accuracy
-
-    return evaluate_accuracy(model, (x, y), batch_size=batch_size, device=_device(model)) / 100.0
+    return evaluate_accuracy(model, (x, y), batch_size=batch_size, device=model_device(model)) / 100.0
 
 
 def gaussian_noise_accuracy(
@@ -206,7 +174,7 @@ def gaussian_noise_accuracy(
     r"""Accuracy on :math:`\mathrm{clip}(x + \sigma n)`, :math:`n \sim \mathcal N(0, I)` (pixel
     scale, the paper's σ = 0.1 on CIFAR-10), with a fixed ``seed``."""
     _check_xy("gaussian_noise_accuracy", x, y)
-    sigma = _check_eps("gaussian_noise_accuracy", sigma, "sigma")
+    sigma = check_nonneg(sigma, "sigma", "gaussian_noise_accuracy")
     g = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
     xn = x + sigma * noise
@@ -233,22 +201,19 @@ def pgd_accuracy(
     An image counts as correct only if all of ``restarts`` random-start attacks fail
     (``restarts=1`` is plain PGD).  Arguments as :func:`pgd`; ``seed`` fixes the random starts.
     """
-    _check_xy("pgd_accuracy", x, y)
-    if isinstance(restarts, bool) or not isinstance(restarts, numbers.Integral) or restarts < 1:
-        raise ValueError(f"pgd_accuracy: restarts must be a positive int, got {restarts!r}")
-    dev = _device(model)
+    who = "pgd_accuracy"
+    _check_xy(who, x, y)
+    restarts = check_int(restarts, "restarts", who, minimum=1)
+    dev = model_device(model)
     g = torch.Generator().manual_seed(int(seed))
     correct = torch.zeros((), dtype=torch.long, device=dev)
-    for xb, yb in _batches(x, y, batch_size):
+    for xb, yb in iter_batches((x, y), batch_size, who):
         xb, yb = xb.to(dev), yb.to(dev)
         ok = torch.ones(xb.shape[0], dtype=torch.bool, device=dev)
-        for _ in range(int(restarts)):
+        for _ in range(restarts):
             xa = pgd(model, xb, yb, eps=eps, norm=norm, steps=steps, step_size=step_size, generator=g)
-            was = model.training
-            model.eval()
-            with torch.no_grad():
+            with eval_mode(model), torch.no_grad():
                 ok &= model(xa).argmax(1) == yb
-            model.train(was)
         correct += ok.sum()
     return float(correct) / max(1, x.shape[0])
 
