@@ -1,13 +1,6 @@
 """The offline MNIST sample, the torchvision loaders, to_tensors, batches and Normalize."""
-import io
-import os
-import subprocess
-import sys
-import zipfile
-
 import pytest
 import torch
-from torch import nn
 
 import torchtopo as tt
 

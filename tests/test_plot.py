@@ -1,4 +1,4 @@
-"""tt.plot (issue 4): each figure renders and saves; matplotlib is imported lazily."""
+"""tt.plot: each figure renders and saves; matplotlib is imported lazily."""
 import subprocess
 import sys
 
@@ -60,3 +60,14 @@ def test_expert_map_and_gallery(tmp_path):
     _save(tt.plot.corruption_gallery(x, ["white", "fog"], [1, 5], noise_severities=[0.1, 0.2]), tmp_path, "g.png")
     with pytest.raises(ValueError, match="one \\(C, H, W\\) image"):
         tt.plot.corruption_gallery(torch.rand(2, 1, 8, 8), ["white"], [1], noise_severities=[0.1])
+
+
+def test_save_writes_creates_folders_and_closes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = tt.plot.accuracy_vs_severity({"a": ([1, 2], [0.0, -1.0])})
+    p = tt.plot.save(fig, tmp_path / "sub" / "dir" / "f.png", dpi=50)
+    assert p == tmp_path / "sub" / "dir" / "f.png" and p.stat().st_size > 500
+    assert not plt.fignum_exists(fig.number)
+    q = tt.plot.save(tt.plot.grid_maps(torch.randn(2, 9)), str(tmp_path / "g.pdf"))
+    assert q.suffix == ".pdf" and q.read_bytes()[:4] == b"%PDF"

@@ -8,12 +8,16 @@ given and returns its figure) and accepts CPU or GPU tensors.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
+from ._mpl import pyplot
+from ._mpl import save as _save
 from .grid import Grid, GridLike, as_grid
+from .robustness import NOISE_CORRUPTIONS, corrupt
 
 __all__ = [
     "grid_maps",
@@ -23,33 +27,21 @@ __all__ = [
     "expert_map",
     "metric_vs_strength",
     "corruption_gallery",
+    "save",
 ]
 
 
-def _plt():
-    try:
-        import matplotlib
-
-        if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "ps") and not _has_display():
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("torchtopo.plot needs matplotlib: pip install 'torchtopo[examples]'") from e
-    return plt
-
-
-def _has_display() -> bool:
-    import os
-
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.name == "nt")
-
+def save(fig: Any, path: Union[str, Path], *, dpi: int = 120) -> Path:
+    """Write ``fig`` to ``path`` (parent folders created, tight bounding box), close it, and
+    return the path.  The format follows the suffix (``.png``, ``.pdf``, ``.svg``)."""
+    return _save(fig, path, dpi=dpi)
 
 
 def _axes(ax, figsize):
     """``(fig, ax)``: a new figure when ``ax`` is None, else ``(None, ax)``."""
     if ax is not None:
         return None, ax
-    return _plt().subplots(figsize=figsize)
+    return pyplot().subplots(figsize=figsize)
 
 
 def _finish(fig, ax, title: Optional[str]):
@@ -61,6 +53,7 @@ def _finish(fig, ax, title: Optional[str]):
         return ax.figure
     fig.tight_layout()
     return fig
+
 
 def _np(t: Any):
     if isinstance(t, Tensor):
@@ -105,7 +98,7 @@ def grid_maps(
         raise ValueError(f"grid_maps: maps must be (K, N) or (K, H, W), got shape {tuple(maps.shape)}")
     if titles is not None and len(titles) != m.shape[0]:
         raise ValueError(f"grid_maps: {m.shape[0]} maps but {len(titles)} titles")
-    plt = _plt()
+    plt = pyplot()
     K = m.shape[0]
     nc = max(1, min(ncols, K))
     nr = math.ceil(K / nc)
@@ -228,7 +221,7 @@ def expert_map(
     g = Grid.for_units(d.shape[1]) if grid is None else as_grid(grid)
     if g.n_units != d.shape[1]:
         raise ValueError(f"expert_map: dprime has {d.shape[1]} units but the grid has {g.n_units}")
-    plt = _plt()
+    plt = pyplot()
     C = d.shape[0]
     nc = max(1, min(ncols, C))
     nr = math.ceil(C / nc)
@@ -265,14 +258,12 @@ def corruption_gallery(
     ``severities`` are used for the common corruptions; the noise kinds ("white", "pink",
     "salt_and_pepper") use ``noise_severities`` (same length).
     """
-    from .robustness import NOISE_CORRUPTIONS, corrupt
-
     if len(noise_severities) != len(severities):
         raise ValueError("corruption_gallery: noise_severities must have as many entries as severities")
 
     if not isinstance(x, Tensor) or x.dim() != 3:
         raise ValueError(f"corruption_gallery: x must be one (C, H, W) image, got {getattr(x, 'shape', x)!r}")
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(kinds), len(severities) + 1, figsize=(1.2 * (len(severities) + 1), 1.2 * len(kinds)), squeeze=False)
     for r, kind in enumerate(kinds):
         sevs = noise_severities if kind in NOISE_CORRUPTIONS else severities
