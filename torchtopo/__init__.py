@@ -21,7 +21,7 @@ from .topo import TopoLinear
 from .v1 import V1Front, with_v1_front
 
 # Hebbian / anti-Hebbian learning with divisive normalisation (Cekic et al.)
-from .hah import (
+from .hebbian import (
     GDN,
     PAPER_HEBBIAN_STRENGTHS,
     DivisiveNorm,

@@ -11,6 +11,16 @@ from .topographic import (
     unit_view,
     weight_similarity,
 )
+from .hebbian import (
+    divisive_norm,
+    fractional_threshold,
+    gdn,
+    hebbian_cost,
+    hebbian_k,
+    normalized_conv2d,
+    normalized_weight,
+)
+from .gabor import envelope_half_width, gabor_kernels
 
 __all__ = [
     "DISTANCES",
@@ -20,20 +30,6 @@ __all__ = [
     "spatial_correlation",
     "unit_view",
     "weight_similarity",
-]
-
-# --- HaH (issue 6): divisive_norm, hebbian_cost, ... are imported here ---
-from ._hah import (  # noqa: E402
-    divisive_norm,
-    fractional_threshold,
-    gdn,
-    hebbian_cost,
-    hebbian_k,
-    normalized_conv2d,
-    normalized_weight,
-)
-
-__all__ += [
     "divisive_norm",
     "fractional_threshold",
     "gdn",
@@ -41,4 +37,6 @@ __all__ += [
     "hebbian_k",
     "normalized_conv2d",
     "normalized_weight",
+    "gabor_kernels",
+    "envelope_half_width",
 ]

@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 from torch import Tensor, nn
 
 from ..data import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD
-from ..hah import HaHActivation, NormalizedConv2d
+from ..hebbian import HaHActivation, NormalizedConv2d
 from ._registry import NormalizeArg, input_normalize, register_model
 
 __all__ = ["HaHNet", "VGG", "vgg16_hah", "hah_cnn", "VGG16_CFG"]

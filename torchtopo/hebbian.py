@@ -1,25 +1,43 @@
 r"""Sparse, strong activations: the HaH block, its Hebbian/anti-Hebbian cost, and GDN.
 
 Cekic, Bakiskan & Madhow, "Neuro-inspired deep neural networks with sparse, strong activations"
-(ICIP 2022, arXiv 2202.13074), Cekic et al., arXiv:2202.13074.  In a few lines::
+(ICIP 2022, arXiv:2202.13074).  In a few lines::
 
     model = tt.to_hah(torchvision.models.vgg16_bn(num_classes=10), n_blocks=6)
     reg = tt.attach(model, tt.hebbian_terms(model, tt.PAPER_HEBBIAN_STRENGTHS))
     loss = F.cross_entropy(model(x), y) + reg.penalty()   # penalty() = -Σ α_l H_l
 
 Defaults are the paper's (demote λ = 0.1, σ = 0.1, keep r = 0.2, ρ = 0.1), not the released
-package's (1.0, 1.0, 0.1), whose defaults differ from the paper.
+package's (1.0, 1.0, 0.1), whose defaults differ from the paper.  :class:`GDN` is the
+generalized divisive normalisation of Ballé, Laparra & Simoncelli (ICLR 2016).
 """
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
-from .functional import _hah as HF
+from ._checks import (
+    check_4d,
+    check_bool,
+    check_channels,
+    check_fraction,
+    check_int,
+    check_nonneg,
+    check_positive,
+    check_window,
+)
+from ._parametrize import NonNegative
+from .functional.hebbian import (
+    divisive_norm,
+    fractional_threshold,
+    gdn,
+    hebbian_cost,
+    hebbian_k,
+    normalized_weight,
+)
 from .regularizer import Strength, Term, describe_module
 
 __all__ = [
@@ -51,7 +69,7 @@ class NormalizedConv2d(nn.Conv2d):
     the norm over in-channels × kernel, ε = 1e-6.  The stored ``weight`` is unconstrained;
     gradients flow through the division, so the output is invariant to rescaling a filter.
     Same constructor as ``nn.Conv2d`` (every ``padding_mode`` works), except that ``bias``
-    defaults to False, as in the paper.  Study: Cekic et al., Cekic et al., arXiv:2202.13074.
+    defaults to False, as in the paper.  Study: Cekic et al., arXiv:2202.13074.
 
     Shapes: ``(B, C_in, H, W)`` → ``(B, C_out, H', W')`` as ``nn.Conv2d``.
     """
@@ -76,7 +94,7 @@ class NormalizedConv2d(nn.Conv2d):
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
             padding_mode, device=device, dtype=dtype,
         )
-        self.eps = HF._check_nonneg("NormalizedConv2d", eps, "eps")
+        self.eps = check_nonneg(eps, "eps", "NormalizedConv2d")
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, *, bias: Optional[bool] = None) -> "NormalizedConv2d":
@@ -105,16 +123,16 @@ class NormalizedConv2d(nn.Conv2d):
 
     def normalized_weight(self) -> Tensor:
         """The effective filters :math:`w_c / (\\lVert w_c\\rVert_2 + \\epsilon)`."""
-        return HF.normalized_weight(self.weight, self.eps)
+        return normalized_weight(self.weight, self.eps)
 
     def _conv_forward(self, input: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-        return super()._conv_forward(input, HF.normalized_weight(weight, self.eps), bias)
+        return super()._conv_forward(input, normalized_weight(weight, self.eps), bias)
 
     def forward(self, input: Tensor) -> Tensor:
         if isinstance(input, Tensor) and input.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d
             return super().forward(input.unsqueeze(0)).squeeze(0)
-        HF._check_4d("NormalizedConv2d", input, "input")
-        HF._check_channels("NormalizedConv2d", input, self.in_channels, name="input")
+        check_4d(input, "input", "NormalizedConv2d")
+        check_channels(input, self.in_channels, "input", "NormalizedConv2d")
         return super().forward(input)
 
     def extra_repr(self) -> str:
@@ -122,7 +140,7 @@ class NormalizedConv2d(nn.Conv2d):
 
 
 class DivisiveNorm(nn.Module):
-    r"""The HaH divisive normalisation (Cekic et al., Cekic et al., arXiv:2202.13074); no parameters.
+    r"""The HaH divisive normalisation (Cekic et al., arXiv:2202.13074); no parameters.
 
     .. math::
 
@@ -139,12 +157,12 @@ class DivisiveNorm(nn.Module):
 
     def __init__(self, sigma: float = 0.1, window: int = 3, eps: float = 1e-7) -> None:
         super().__init__()
-        self.sigma = HF._check_fraction("DivisiveNorm", sigma, "sigma", closed_low=True, closed_high=True)
-        self.window = HF._check_window("DivisiveNorm", window)
-        self.eps = HF._check_nonneg("DivisiveNorm", eps, "eps")
+        self.sigma = check_fraction(sigma, "sigma", "DivisiveNorm", closed_low=True, closed_high=True)
+        self.window = check_window(window, "DivisiveNorm")
+        self.eps = check_nonneg(eps, "eps", "DivisiveNorm")
 
     def forward(self, x: Tensor) -> Tensor:
-        return HF.divisive_norm(x, sigma=self.sigma, window=self.window, eps=self.eps)
+        return divisive_norm(x, sigma=self.sigma, window=self.window, eps=self.eps)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma}, window={self.window}, eps={self.eps}"
@@ -155,7 +173,7 @@ class FractionalThreshold(nn.Module):
 
     Per image and channel, values above the k-th smallest survive,
     :math:`k = \lfloor (1 - r) H W\rfloor`; see :func:`torchtopo.functional.fractional_threshold`.
-    Shapes: ``(B, C, H, W)`` → same.  Study: Cekic et al., Cekic et al., arXiv:2202.13074.
+    Shapes: ``(B, C, H, W)`` → same.  Study: Cekic et al., arXiv:2202.13074.
 
     Args:
         keep: r ∈ (0, 1] (paper 0.2; the released package's 0.1 is not the paper's).
@@ -163,34 +181,17 @@ class FractionalThreshold(nn.Module):
 
     def __init__(self, keep: float = 0.2) -> None:
         super().__init__()
-        self.keep = HF._check_fraction("FractionalThreshold", keep, "keep", closed_high=True)
+        self.keep = check_fraction(keep, "keep", "FractionalThreshold", closed_high=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        return HF.fractional_threshold(x, keep=self.keep)
+        return fractional_threshold(x, keep=self.keep)
 
     def extra_repr(self) -> str:
         return f"keep={self.keep}"
 
 
-class _LowerBound(torch.autograd.Function):
-    """``max(x, bound)`` whose gradient also passes below the bound when it pushes ``x`` up
-    (so a parameter stuck at the bound can leave it)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, bound: float) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.bound = bound
-        return x.clamp_min(bound)
-
-    @staticmethod
-    def backward(ctx, g: Tensor):
-        (x,) = ctx.saved_tensors
-        passes = (x >= ctx.bound) | (g < 0)
-        return g * passes, None
-
-
 class GDN(nn.Module):
-    r"""Generalized divisive normalisation (Ballé et al.; Cekic et al., arXiv:2202.13074), or its inverse.
+    r"""Generalized divisive normalisation (Ballé et al., ICLR 2016), or its inverse.
 
     .. math::
 
@@ -213,38 +214,31 @@ class GDN(nn.Module):
         gamma_init: diagonal of γ at initialisation (0.1).
     """
 
-    _PEDESTAL = (2.0 ** -18) ** 2
-
     def __init__(self, channels: int, inverse: bool = False, beta_min: float = 1e-6, gamma_init: float = 0.1) -> None:
         super().__init__()
-        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
-            raise ValueError(f"GDN: channels must be a positive int, got {channels!r}")
-        self.channels = int(channels)
+        self.channels = check_int(channels, "channels", "GDN", minimum=1)
         self.inverse = bool(inverse)
-        self.beta_min = float(beta_min)
-        if not self.beta_min > 0:
-            raise ValueError(f"GDN: beta_min must be > 0, got {beta_min!r}")
-        gamma_init = HF._check_nonneg("GDN", gamma_init, "gamma_init")
-        p = self._PEDESTAL
-        self.beta_param = nn.Parameter(torch.sqrt(torch.ones(self.channels) + p))
-        self.gamma_param = nn.Parameter(torch.sqrt(gamma_init * torch.eye(self.channels) + p))
+        self.beta_min = check_positive(beta_min, "beta_min", "GDN")
+        gamma_init = check_nonneg(gamma_init, "gamma_init", "GDN")
+        self._beta_reparam = NonNegative(self.beta_min)
+        self._gamma_reparam = NonNegative(0.0)
+        self.beta_param = nn.Parameter(self._beta_reparam.init(torch.ones(self.channels)))
+        self.gamma_param = nn.Parameter(self._gamma_reparam.init(gamma_init * torch.eye(self.channels)))
 
     @property
     def beta(self) -> Tensor:
         """Effective β (C,), ≥ ``beta_min``."""
-        p = self._PEDESTAL
-        return _LowerBound.apply(self.beta_param, math.sqrt(self.beta_min + p)) ** 2 - p
+        return self._beta_reparam(self.beta_param)
 
     @property
     def gamma(self) -> Tensor:
         """Effective γ (C, C), ≥ 0."""
-        p = self._PEDESTAL
-        return _LowerBound.apply(self.gamma_param, math.sqrt(p)) ** 2 - p
+        return self._gamma_reparam(self.gamma_param)
 
     def forward(self, x: Tensor) -> Tensor:
-        HF._check_4d("GDN", x)
-        HF._check_channels("GDN", x, self.channels)
-        return HF.gdn(x, self.beta, self.gamma, inverse=self.inverse)
+        check_4d(x, "x", "GDN")
+        check_channels(x, self.channels, "x", "GDN")
+        return gdn(x, self.beta, self.gamma, inverse=self.inverse)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, inverse={self.inverse}"
@@ -292,7 +286,7 @@ class HaHBlock(nn.Module):
 
 # ----------------------------------------------------------------------------- the term
 class HebbianLoss(Term):
-    r"""The Hebbian/anti-Hebbian term (Cekic et al., Cekic et al., arXiv:2202.13074) for :func:`torchtopo.attach`.
+    r"""The Hebbian/anti-Hebbian term (Cekic et al., arXiv:2202.13074) for :func:`torchtopo.attach`.
 
     Attach it to a convolution (``nn.Conv2d`` or :class:`NormalizedConv2d`; in a HaH block the
     block's ``conv``).  Its loss is :math:`-H(z)`, ``z`` the layer's output and H
@@ -316,11 +310,9 @@ class HebbianLoss(Term):
 
     def __init__(self, strength: Strength = 1.0, k_ratio: float = 0.1, demote: float = 0.1, local: bool = True) -> None:
         super().__init__(strength)
-        self.k_ratio = HF._check_fraction("HebbianLoss", k_ratio, "k_ratio")
-        self.demote = HF._check_nonneg("HebbianLoss", demote, "demote")
-        if not isinstance(local, bool):
-            raise TypeError(f"HebbianLoss: local must be a bool, got {type(local).__name__}")
-        self.local = local
+        self.k_ratio = check_fraction(k_ratio, "k_ratio", "HebbianLoss")
+        self.demote = check_nonneg(demote, "demote", "HebbianLoss")
+        self.local = check_bool(local, "local", "HebbianLoss")
         self.needs_input = local
         self.needs_output = not local
         self._channels: Optional[int] = None
@@ -334,7 +326,7 @@ class HebbianLoss(Term):
                 f"competing units; in a tt.HaHBlock attach it to the block's '.conv'"
             )
         C = module.out_channels
-        K = HF.hebbian_k(C, self.k_ratio)
+        K = hebbian_k(C, self.k_ratio)
         if K >= C:
             raise ValueError(
                 f"HebbianLoss on {describe_module(name, module)}: k_ratio={self.k_ratio} with "
@@ -361,8 +353,8 @@ class HebbianLoss(Term):
             z = module(x.detach())
         else:
             z = self._check(output, "output")
-        HF._check_channels(f"HebbianLoss on {self._name!r}", z, self._channels, name="output")
-        return -HF.hebbian_cost(z, k_ratio=self.k_ratio, demote=self.demote)
+        check_channels(z, self._channels, "output", f"HebbianLoss on {self._name!r}")
+        return -hebbian_cost(z, k_ratio=self.k_ratio, demote=self.demote)
 
     def options(self) -> Dict[str, Any]:
         return {"k_ratio": self.k_ratio, "demote": self.demote, "local": self.local}
@@ -412,8 +404,7 @@ def to_hah(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"to_hah: model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(n_blocks, bool) or not isinstance(n_blocks, numbers.Integral) or n_blocks < 1:
-        raise ValueError(f"to_hah: n_blocks must be a positive int, got {n_blocks!r}")
+    n_blocks = check_int(n_blocks, "n_blocks", "to_hah", minimum=1)
     skip = _default_skip if skip is None else skip
     convs = [
         (n, m) for n, m in model.named_modules()

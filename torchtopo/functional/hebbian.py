@@ -1,7 +1,7 @@
-r"""Hebbian/anti-Hebbian (HaH) costs and divisive normalisation as pure functions (Cekic et al., arXiv:2202.13074).
+r"""Hebbian/anti-Hebbian (HaH) costs and divisive normalisation as pure functions.
 
 Cekic, Bakiskan & Madhow, "Neuro-inspired deep neural networks with sparse, strong activations"
-(ICIP 2022, arXiv 2202.13074).  The HaH block replaces conv → BatchNorm → ReLU in the first layers
+(ICIP 2022, arXiv:2202.13074).  The HaH block replaces conv → BatchNorm → ReLU in the first layers
 of a CNN by
 
 1. :func:`normalized_conv2d`: :math:`z_c(p) = \langle w_c, x_p\rangle / (\lVert w_c\rVert_2 + 10^{-6})`,
@@ -10,7 +10,9 @@ of a CNN by
 4. :func:`fractional_threshold`: keep about the top ``keep`` fraction of positions per map,
 
 and adds the layer's HaH cost :func:`hebbian_cost` (to be *maximised*) to the training objective.
-:func:`gdn` is the generalized divisive normalisation of Ballé et al., offered alongside.
+:func:`gdn` is the generalized divisive normalisation of Ballé, Laparra & Simoncelli
+("Density modeling of images using a generalized normalization transformation", ICLR 2016),
+offered alongside.
 
 All functions take channels-first tensors ``(B, C, H, W)`` (``(B, C)`` too for
 :func:`hebbian_cost`), are differentiable, and have no Python loops over units or pixels.
@@ -25,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._checks import check_4d, check_channels, check_fraction, check_nonneg, check_tensor, check_window
+
 __all__ = [
     "normalized_conv2d",
     "normalized_weight",
@@ -36,75 +40,6 @@ __all__ = [
 ]
 
 _IntPair = Union[int, Tuple[int, int]]
-
-
-# ----------------------------------------------------------------------------- checks
-def _check_tensor(fn: str, x, name: str = "x") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{fn}: {name} must be a floating-point tensor, got dtype {x.dtype}")
-    return x
-
-
-def _check_4d(fn: str, x: Tensor, name: str = "x") -> Tensor:
-    _check_tensor(fn, x, name)
-    if x.dim() != 4:
-        raise ValueError(
-            f"{fn}: {name} must be a 4-D channels-first tensor (B, C, H, W), got shape "
-            f"{tuple(x.shape)} ({x.dim()}-D)"
-        )
-    return x
-
-
-def _check_channels(fn: str, x: Tensor, channels: Optional[int], dim: int = 1, name: str = "x") -> None:
-    """Raise when ``x`` does not have ``channels`` channels at ``dim``; say so when it looks
-    channels-last (the channel count sits in the last dimension instead)."""
-    if channels is None:
-        return
-    got = x.shape[dim]
-    if got == channels:
-        return
-    hint = ""
-    if x.dim() >= 3 and x.shape[-1] == channels:
-        hint = (
-            f"; it looks channels-last (B, H, W, C): permute it to channels-first with "
-            f"{name}.permute(0, 3, 1, 2)"
-        )
-    raise ValueError(
-        f"{fn}: {name} must have {channels} channels in dimension {dim} (channels-first "
-        f"(B, C, H, W)), got shape {tuple(x.shape)}{hint}"
-    )
-
-
-def _check_fraction(fn: str, value, name: str, *, closed_low: bool = False, closed_high: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    lo_ok = v >= 0 if closed_low else v > 0
-    hi_ok = v <= 1 if closed_high else v < 1
-    if not (math.isfinite(v) and lo_ok and hi_ok):
-        lo = "[0" if closed_low else "(0"
-        hi = "1]" if closed_high else "1)"
-        raise ValueError(f"{fn}: {name} must be in {lo}, {hi}, got {value!r}")
-    return v
-
-
-def _check_nonneg(fn: str, value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{fn}: {name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
-def _check_window(fn: str, window) -> int:
-    if isinstance(window, bool) or not isinstance(window, numbers.Integral):
-        raise TypeError(f"{fn}: window must be an odd positive int, got {type(window).__name__}")
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"{fn}: window must be an odd positive int (1, 3, 5, ...), got {window!r}")
-    return int(window)
 
 
 # ----------------------------------------------------------------------------- conv
@@ -121,7 +56,7 @@ def normalized_weight(weight: Tensor, eps: float = 1e-6) -> Tensor:
     Returns:
         a tensor of ``weight``'s shape.
     """
-    _check_tensor("normalized_weight", weight, "weight")
+    check_tensor(weight, "weight", "normalized_weight")
     if weight.dim() < 2:
         raise ValueError(
             f"normalized_weight: weight must have a filter dimension and at least one more, got "
@@ -163,20 +98,20 @@ def normalized_conv2d(
     Returns:
         ``(B, C_out, H', W')``.
     """
-    _check_4d("normalized_conv2d", x)
-    _check_tensor("normalized_conv2d", weight, "weight")
+    check_4d(x, "x", "normalized_conv2d")
+    check_tensor(weight, "weight", "normalized_conv2d")
     if weight.dim() != 4:
         raise ValueError(
             f"normalized_conv2d: weight must be 4-D (C_out, C_in / groups, kH, kW), got shape "
             f"{tuple(weight.shape)}"
         )
-    _check_channels("normalized_conv2d", x, weight.shape[1] * groups)
+    check_channels(x, weight.shape[1] * groups, "x", "normalized_conv2d")
     return F.conv2d(x, normalized_weight(weight, eps), bias, stride, padding, dilation, groups)
 
 
 # ----------------------------------------------------------------------------- divisive norm
 def divisive_norm(x: Tensor, *, sigma: float = 0.1, window: int = 3, eps: float = 1e-7) -> Tensor:
-    r"""The HaH divisive normalisation (Cekic et al., Cekic et al., arXiv:2202.13074).
+    r"""The HaH divisive normalisation (Cekic et al., arXiv:2202.13074).
 
     A local field shared by all channels, mixed with its per-image maximum:
 
@@ -198,10 +133,10 @@ def divisive_norm(x: Tensor, *, sigma: float = 0.1, window: int = 3, eps: float 
         ``(B, C, H, W)``; an all-zero image stays zero (finite).
     """
     fn = "divisive_norm"
-    _check_4d(fn, x)
-    sigma = _check_fraction(fn, sigma, "sigma", closed_low=True, closed_high=True)
-    window = _check_window(fn, window)
-    eps = _check_nonneg(fn, eps, "eps")
+    check_4d(x, "x", fn)
+    sigma = check_fraction(sigma, "sigma", fn, closed_low=True, closed_high=True)
+    window = check_window(window, fn)
+    eps = check_nonneg(eps, "eps", fn)
     a = x.abs()
     if window > 1:
         # max_pool2d pads with -inf, so border windows are clipped to the image.
@@ -235,8 +170,8 @@ def fractional_threshold(x: Tensor, *, keep: float = 0.2) -> Tensor:
         ``(B, C, H, W)``.
     """
     fn = "fractional_threshold"
-    _check_4d(fn, x)
-    keep = _check_fraction(fn, keep, "keep", closed_high=True)
+    check_4d(x, "x", fn)
+    keep = check_fraction(keep, "keep", fn, closed_high=True)
     B, C, H, W = x.shape
     n = H * W
     k = int(math.floor((1.0 - keep) * n + 1e-9))
@@ -258,7 +193,7 @@ def hebbian_k(channels: int, k_ratio: float) -> int:
 
 
 def hebbian_cost(z: Tensor, *, k_ratio: float = 0.1, demote: float = 0.1, dim: int = 1) -> Tensor:
-    r"""The Hebbian/anti-Hebbian (HaH) cost H of a layer's output (Cekic et al., Cekic et al., arXiv:2202.13074).
+    r"""The Hebbian/anti-Hebbian (HaH) cost H of a layer's output (Cekic et al., arXiv:2202.13074).
 
     After a ReLU, at every image and position the C channels are split into the top
     :math:`K = \lceil \rho C\rceil` and the rest:
@@ -286,13 +221,13 @@ def hebbian_cost(z: Tensor, *, k_ratio: float = 0.1, demote: float = 0.1, dim: i
         a scalar tensor (float32 for half-precision input).
     """
     fn = "hebbian_cost"
-    _check_tensor(fn, z, "z")
+    check_tensor(z, "z", fn)
     if z.dim() < 2:
         raise ValueError(f"hebbian_cost: z must be at least 2-D (B, C, ...), got shape {tuple(z.shape)}")
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or not -z.dim() <= dim < z.dim():
         raise ValueError(f"hebbian_cost: dim must be an int in [{-z.dim()}, {z.dim()}), got {dim!r}")
-    k_ratio = _check_fraction(fn, k_ratio, "k_ratio")
-    demote = _check_nonneg(fn, demote, "demote")
+    k_ratio = check_fraction(k_ratio, "k_ratio", fn)
+    demote = check_nonneg(demote, "demote", fn)
     C = z.shape[dim]
     K = hebbian_k(C, k_ratio)
     if K >= C:
@@ -311,7 +246,7 @@ def hebbian_cost(z: Tensor, *, k_ratio: float = 0.1, demote: float = 0.1, dim: i
 
 # ----------------------------------------------------------------------------- GDN
 def gdn(x: Tensor, beta: Tensor, gamma: Tensor, *, inverse: bool = False) -> Tensor:
-    r"""Generalized divisive normalisation (Ballé et al.; Cekic et al., arXiv:2202.13074).
+    r"""Generalized divisive normalisation (Ballé et al., ICLR 2016).
 
     .. math::
 
@@ -332,15 +267,15 @@ def gdn(x: Tensor, beta: Tensor, gamma: Tensor, *, inverse: bool = False) -> Ten
         ``(B, C, H, W)``.
     """
     fn = "gdn"
-    _check_4d(fn, x)
-    _check_tensor(fn, beta, "beta")
-    _check_tensor(fn, gamma, "gamma")
+    check_4d(x, "x", fn)
+    check_tensor(beta, "beta", fn)
+    check_tensor(gamma, "gamma", fn)
     C = beta.shape[0] if beta.dim() == 1 else None
     if beta.dim() != 1 or gamma.shape != (C, C):
         raise ValueError(
             f"gdn: beta must be (C,) and gamma (C, C), got beta {tuple(beta.shape)} and gamma "
             f"{tuple(gamma.shape)}"
         )
-    _check_channels(fn, x, C)
+    check_channels(x, C, "x", fn)
     norm = F.conv2d(x * x, gamma.reshape(C, C, 1, 1), beta)
     return x * torch.sqrt(norm) if inverse else x * torch.rsqrt(norm)
