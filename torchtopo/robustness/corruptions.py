@@ -260,7 +260,7 @@ def corrupt(
 ) -> Tensor:
     r"""Corrupt a batch of images in [0, 1]; the result is clamped to [0, 1].
 
-    **Noise of Truong & Hasson** (Truong & Hasson, arXiv:2508.00043; ``severity`` a float ≥ 0):
+    **Noise of Truong & Hasson** (arXiv:2508.00043; ``severity`` a float ≥ 0):
 
     * ``"white"``: :math:`x + \sigma\,\epsilon`, :math:`\epsilon \sim N(0, 1)` per pixel and channel.
     * ``"pink"``: :math:`x + \sigma\,n`, n from :func:`pink_noise` (per image and channel,
