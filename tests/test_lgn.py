@@ -1,4 +1,5 @@
-"""LGNFilter, LateralConv2d and lgn_cnn (STUDIES.md §4) against loop oracles."""
+"""LGNFilter, LateralConv2d and lgn_cnn (Bertoni et al., Front. Comput. Neurosci. 2021) against
+loop oracles."""
 from __future__ import annotations
 
 import io
@@ -122,7 +123,7 @@ def test_lgn_bad_args(kwargs, exc, words):
 
 def test_lgn_bad_input():
     m = tt.LGNFilter(3, 3)
-    with pytest.raises(ValueError, match=r"3 input channels.*got 1"):
+    with pytest.raises(ValueError, match=r"input must have 3 channels.*got shape \(2, 1, 5, 5\)"):
         m(torch.randn(2, 1, 5, 5))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\).*\(3, 5, 5\)"):
         m(torch.randn(3, 5, 5))
@@ -241,7 +242,7 @@ def test_lateral_bad_args(kwargs, exc, words):
 
 def test_lateral_wrong_channels():
     m = tt.LateralConv2d(3, 4, 3, lateral_kernel_size=3, steps=1)
-    with pytest.raises(ValueError, match=r"3 input channels.*got 2"):
+    with pytest.raises(ValueError, match=r"input must have 3 channels.*got shape \(1, 2, 6, 6\)"):
         m(torch.randn(1, 2, 6, 6))
 
 

@@ -1,4 +1,4 @@
-"""An LGN pre-filter and a convolution with learned lateral connections (Bertoni et al., Front. Comput. Neurosci. 2021).
+"""An LGN pre-filter and a convolution with learned lateral connections.
 
 Bertoni, Montobbio, Sarti & Citti, "Emergence of Lie symmetries in functional architectures
 learned by CNNs" (Front. Comput. Neurosci. 2021), after LGN-CNN (Bertoni, Citti & Sarti, Neural
@@ -8,41 +8,22 @@ Gabor-like; a learned lateral kernel over (channel, space) becomes orientation-s
 """
 from __future__ import annotations
 
-import math
 from typing import List, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import check_4d, check_channels, check_choice, check_int, check_real
+
 __all__ = ["LGNFilter", "LateralConv2d"]
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma weights
 
 
-def _check_int(name: str, value, *, minimum: int, odd: bool = False, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be >= {minimum}, got {value}")
-    if odd and value % 2 == 0:
-        raise ValueError(
-            f"{where}: {name} must be odd (the output keeps the input's size with padding "
-            f"{name} // 2, which needs a centred kernel), got {value}"
-        )
-    return value
-
-
-def _check_input(x: Tensor, channels: int, where: str) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{where}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{where}: expected input of shape (B, C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[1] != channels:
-        raise ValueError(
-            f"{where}: expected {channels} input channels (in_channels={channels}), got "
-            f"{x.shape[1]} (input shape {tuple(x.shape)})"
-        )
+def _check_input(x: Tensor, channels: int, who: str) -> Tensor:
+    check_4d(x, "input", who)
+    return check_channels(x, channels, "input", who)
 
 
 class LGNFilter(nn.Module):
@@ -96,14 +77,10 @@ class LGNFilter(nn.Module):
     ) -> None:
         super().__init__()
         where = "LGNFilter"
-        self.in_channels = _check_int("in_channels", in_channels, minimum=1, where=where)
-        self.kernel_size = _check_int("kernel_size", kernel_size, minimum=1, odd=True, where=where)
-        if mode not in ("shared", "luminance"):
-            raise ValueError(f"{where}: mode must be 'shared' or 'luminance', got {mode!r}")
-        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
-            raise ValueError(
-                f"{where}: padding_mode must be 'zeros', 'reflect', 'replicate' or 'circular', got {padding_mode!r}"
-            )
+        self.in_channels = check_int(in_channels, "in_channels", where, minimum=1)
+        self.kernel_size = check_int(kernel_size, "kernel_size", where, minimum=1, odd=True)
+        check_choice(mode, ("shared", "luminance"), "mode", where)
+        check_choice(padding_mode, ("zeros", "reflect", "replicate", "circular"), "padding_mode", where)
         self.mode = mode
         self.radial = bool(radial)
         self.padding_mode = padding_mode
@@ -176,7 +153,7 @@ class LateralConv2d(nn.Module):
     :math:`\dot h = -h + h_0 + K \star h` (``rate=1`` is ``"recurrent"``); ``"diffusion"`` is the
     KerCNN form (the lateral kernel applied as a diffusion to post-ReLU activations).
 
-    **Unconfirmed (Bertoni et al., Front. Comput. Neurosci. 2021):** the exact update rule, the number of steps T and the kernel
+    **Unconfirmed (Bertoni et al. 2021):** the exact update rule, the number of steps T and the kernel
     sizes are not given in the paper; ``"recurrent"`` is the documented faithful default, the
     other forms and all sizes are options.  Also a choice of this implementation: ``K`` starts at
     zero (``lateral_init="zeros"``) so that whatever structure it has after training was learned,
@@ -220,24 +197,19 @@ class LateralConv2d(nn.Module):
     ) -> None:
         super().__init__()
         where = "LateralConv2d"
-        self.in_channels = _check_int("in_channels", in_channels, minimum=1, where=where)
-        self.out_channels = _check_int("out_channels", out_channels, minimum=1, where=where)
-        self.kernel_size = _check_int("kernel_size", kernel_size, minimum=1, odd=True, where=where)
-        self.lateral_kernel_size = _check_int(
-            "lateral_kernel_size", lateral_kernel_size, minimum=1, odd=True, where=where
-        )
-        self.steps = _check_int("steps", steps, minimum=0, where=where)
-        self.stride = _check_int("stride", stride, minimum=1, where=where)
-        if update not in _UPDATES:
-            raise ValueError(f"{where}: update must be one of {_UPDATES}, got {update!r}")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate):
-            raise TypeError(f"{where}: rate must be a finite float, got {rate!r}")
+        self.in_channels = check_int(in_channels, "in_channels", where, minimum=1)
+        self.out_channels = check_int(out_channels, "out_channels", where, minimum=1)
+        self.kernel_size = check_int(kernel_size, "kernel_size", where, minimum=1, odd=True)
+        self.lateral_kernel_size = check_int(lateral_kernel_size, "lateral_kernel_size", where, minimum=1, odd=True)
+        self.steps = check_int(steps, "steps", where, minimum=0)
+        self.stride = check_int(stride, "stride", where, minimum=1)
+        check_choice(update, _UPDATES, "update", where)
+        rate = check_real(rate, "rate", where)
         if update == "euler" and not 0.0 < rate <= 1.0:
             raise ValueError(f"{where}: rate must be in (0, 1] for update='euler', got {rate}")
         if update == "diffusion" and rate <= 0.0:
             raise ValueError(f"{where}: rate must be > 0 for update='diffusion', got {rate}")
-        if lateral_init not in ("zeros", "normal"):
-            raise ValueError(f"{where}: lateral_init must be 'zeros' or 'normal', got {lateral_init!r}")
+        check_choice(lateral_init, ("zeros", "normal"), "lateral_init", where)
         self.update = update
         self.rate = float(rate)
         self.conv = nn.Conv2d(
