@@ -1,4 +1,5 @@
-"""Forward time and MACs of ``tt.V1Front`` against a dense VOneNet-style bank (STUDIES.md §2).
+"""Forward time and MACs of ``tt.V1Front`` against a dense VOneNet-style bank (Dapello et al.
+2020; Barbulescu et al., arXiv:2310.10575).
 
 The dense bank is written here from the same sampled parameters and the same kernels, the way
 VOneNet computes it: every filter is a ``C_in × k × k`` kernel that is zero except on the one
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import torchtopo as tt
-from torchtopo.v1 import gabor_kernels
+from torchtopo.functional.gabor import gabor_kernels
 
 
 class DenseVOneBank(nn.Module):

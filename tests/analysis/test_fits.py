@@ -1,4 +1,4 @@
-"""fit_log, fit_gabor, radial_symmetry and the kernel generators (STUDIES.md §4)."""
+"""fit_log, fit_gabor, radial_symmetry and the kernel generators (the filter analyses of Bertoni et al., Front. Comput. Neurosci. 2021)."""
 from __future__ import annotations
 
 import math

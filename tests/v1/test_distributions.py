@@ -1,4 +1,5 @@
-"""Sampled receptive-field parameters vs the published tables (STUDIES.md §2), n >= 20,000."""
+"""Sampled receptive-field parameters vs the published tables (De Valois et al. 1982; Ringach
+2002; as tabulated by Barbulescu et al., arXiv:2310.10575), n >= 20,000."""
 import math
 
 import pytest
@@ -7,7 +8,7 @@ from scipy import stats
 
 from torchtopo.v1 import distributions as D
 
-# The tables, typed again from STUDIES.md (independent of the module's copy).
+# The tables, typed again from the publications (independent of the module's copy).
 ORI_EDGES = [-22.5, 22.5, 67.5, 112.5, 157.5]
 ORI_COUNTS = [66, 49, 77, 54]
 SF_EDGES = [0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0, 11.2]

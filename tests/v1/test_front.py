@@ -128,7 +128,7 @@ def test_params_layout():
 
 def test_truncated_fraction_and_macs():
     front = V1Front.imagenet(noise=None)
-    assert 0.25 < front.truncated_fraction < 0.42  # about a third (STUDIES.md section 2)
+    assert 0.25 < front.truncated_fraction < 0.42  # about a third (Barbulescu et al., arXiv:2310.10575)
     half = tt.v1.envelope_half_width(front.sf_cpd.double() / front.ppd, front.theta_deg.double(),
                                      front.nx.double(), front.ny.double())
     assert front.truncated_fraction == pytest.approx(float((half > 12).double().mean()))

@@ -21,6 +21,9 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch import Tensor
 
+from .._checks import check_finite, check_int, check_tensor
+from ..functional.gabor import gabor_at
+
 __all__ = ["fit_log", "fit_gabor", "log_kernel", "gabor_kernel", "radial_symmetry"]
 
 
@@ -36,8 +39,7 @@ def _coords(h: int, w: int, dtype, device) -> Tuple[Tensor, Tensor]:
 
 
 def _check_filters(filters, where: str, min_size: int = 3) -> Tensor:
-    if not isinstance(filters, Tensor):
-        raise TypeError(f"{where}: filters must be a torch.Tensor, got {type(filters).__name__}")
+    check_tensor(filters, "filters", where)
     if filters.dim() < 2:
         raise ValueError(
             f"{where}: filters must have shape (..., H, W) with at least 2 dims, got shape {tuple(filters.shape)}"
@@ -46,17 +48,7 @@ def _check_filters(filters, where: str, min_size: int = 3) -> Tensor:
         raise ValueError(
             f"{where}: filters must be at least {min_size}×{min_size}, got {tuple(filters.shape[-2:])}"
         )
-    if not filters.is_floating_point():
-        raise TypeError(f"{where}: filters must be a floating-point tensor, got dtype {filters.dtype}")
-    if not bool(torch.isfinite(filters).all()):
-        raise ValueError(f"{where}: filters contain NaN or infinite values")
-    return filters
-
-
-def _check_iters(iters, where: str) -> int:
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 0:
-        raise ValueError(f"{where}: iters must be an int >= 0, got {iters!r}")
-    return iters
+    return check_finite(filters, "filters", where)
 
 
 def _levenberg_marquardt(
@@ -198,7 +190,7 @@ def fit_log(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[st
         :func:`radial_symmetry`), and ``fitted`` (..., H, W), the fitted kernels.
     """
     filters = _check_filters(filters, "fit_log")
-    iters = _check_iters(iters, "fit_log")
+    iters = check_int(iters, "iters", "fit_log", minimum=0)
     h, w = filters.shape[-2:]
     lead = filters.shape[:-2]
     dev = filters.device
@@ -273,10 +265,20 @@ def fit_log(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[st
 # Gabor
 # ----------------------------------------------------------------------------------------------
 
+def _gabor(xx: Tensor, yy: Tensor, orientation, frequency, sigma_x, sigma_y, phase, amplitude, x0, y0,
+           offset) -> Tensor:
+    """The model of :func:`gabor_kernel` at image coordinates (x right, y down; angles in
+    radians): :func:`torchtopo.functional.gabor.gabor_at` with y flipped up, θ → −θ, in degrees."""
+    deg = 180.0 / math.pi
+    g = gabor_at(xx - x0, -(yy - y0), frequency, -orientation * deg, phase * deg, sigma_x, sigma_y)
+    return amplitude * g + offset
+
+
 def gabor_kernel(size, *, orientation: float, frequency: float, sigma_x: float, sigma_y: float,
                  phase: float = 0.0, amplitude: float = 1.0, center=(0.0, 0.0), offset: float = 0.0,
                  dtype=torch.float32, device=None) -> Tensor:
-    r"""A Gabor kernel, the model that :func:`fit_gabor` fits (Barbulescu et al., arXiv:2310.10575's form, unnormalised).
+    r"""A Gabor kernel, the model that :func:`fit_gabor` fits: the Gabor of
+    :mod:`torchtopo.functional.gabor`, unnormalised, with an amplitude, a centre and an offset.
 
     .. math::
 
@@ -286,20 +288,18 @@ def gabor_kernel(size, *, orientation: float, frequency: float, sigma_x: float, 
         \begin{pmatrix} \cos\theta & \sin\theta \\ -\sin\theta & \cos\theta \end{pmatrix}
         \begin{pmatrix} x - x_0 \\ y - y_0 \end{pmatrix}
 
-    θ (``orientation``) is the direction of the carrier's wave vector in image coordinates (x right,
-    y down): θ = 0 gives vertical stripes, θ = π/2 horizontal ones; the stripes (the preferred
-    edge) run along θ + π/2.  σx is the envelope along the modulation, σy along the stripes.
+    θ (``orientation``, radians) is the direction of the carrier's wave vector in this module's
+    image coordinates (x right, y down): θ = 0 gives vertical stripes, θ = π/2 horizontal ones;
+    the stripes (the preferred edge) run along θ + π/2.  σx is the envelope along the
+    modulation, σy along the stripes; φ (``phase``) in radians.
 
     Returns:
         (H, W) tensor for ``size`` = ``k`` or ``(H, W)``.
     """
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     xx, yy = _coords(h, w, torch.float64, device)
-    dx, dy = xx - center[0], yy - center[1]
-    xp = dx * math.cos(orientation) + dy * math.sin(orientation)
-    yp = -dx * math.sin(orientation) + dy * math.cos(orientation)
-    env = torch.exp(-0.5 * (xp**2 / sigma_x**2 + yp**2 / sigma_y**2))
-    return (amplitude * env * torch.cos(2 * math.pi * frequency * xp + phase) + offset).to(dtype)
+    g = _gabor(xx, yy, orientation, frequency, sigma_x, sigma_y, phase, amplitude, center[0], center[1], offset)
+    return g.to(dtype)
 
 
 def _gabor_init(data: Tensor, h: int, w: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -375,9 +375,8 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60, chunk_si
         mean; 0 for a constant filter, e.g. a dead one), and ``fitted`` (..., H, W).
     """
     filters = _check_filters(filters, "fit_gabor")
-    iters = _check_iters(iters, "fit_gabor")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"fit_gabor: chunk_size must be an int >= 1, got {chunk_size!r}")
+    iters = check_int(iters, "iters", "fit_gabor", minimum=0)
+    check_int(chunk_size, "chunk_size", "fit_gabor", minimum=1)
     h, w = filters.shape[-2:]
     lead = filters.shape[:-2]
     flat = filters.reshape(-1, h, w)
@@ -460,7 +459,6 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60, chunk_si
     best = cost.reshape(len(starts), n).argmin(0)
     idx = best * n + torch.arange(n, device=dev)
     p, cost = p[idx], cost[idx]
-    fitted = model_jac(p)[0]
 
     a, b = p[:, 6], p[:, 7]
     amp = torch.hypot(a, b)
@@ -471,6 +469,9 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60, chunk_si
     phase = torch.where(flip, -phase, phase)
     phase = torch.remainder(phase + math.pi, 2 * math.pi) - math.pi  # [-π, π)
     phase = torch.where(phase <= -math.pi + 1e-12, phase + 2 * math.pi, phase)
+    col = [v[:, None] for v in (th, p[:, 3], torch.exp(p[:, 4]), torch.exp(p[:, 5]), phase, amp, p[:, 0], p[:, 1],
+                                p[:, 8] * use_c)]
+    fitted = _gabor(xf[None], yf[None], *col)
     res = {
         "orientation": th,
         "frequency": p[:, 3],
