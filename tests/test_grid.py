@@ -53,7 +53,7 @@ def test_neighbor_pairs_match_oracle(spec):
 def test_truong_hasson_grid():
     g = tt.Grid(11, 11)
     assert g.n_units == 121
-    assert g.n_pairs == 420  # STUDIES.md §1
+    assert g.n_pairs == 420  # the 11×11 fc1 sheet of Truong & Hasson (arXiv:2508.00043)
     assert tt.Grid(11, 11, metric="manhattan").n_pairs == 2 * 11 * 10
     counts = g.neighbor_counts()
     assert int(counts.max()) == 8 and int(counts.min()) == 3

@@ -14,8 +14,7 @@ from .grid import Grid, as_grid
 from .regularizer import Regularizer, Term, attach
 
 # topographic units and losses (Truong & Hasson; TDANN)
-from .terms import ActivationSimilarity, SpatialCorrelation, WeightSimilarity
-from .topo import TopoLinear
+from .topographic import ActivationSimilarity, SpatialCorrelation, TopoLinear, WeightSimilarity
 
 # V1-like front-end (Barbulescu et al.; VOneNet)
 from .v1 import V1Front, with_v1_front

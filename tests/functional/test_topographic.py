@@ -1,4 +1,5 @@
-"""The topographic losses against brute-force definitions (STUDIES.md §1)."""
+"""The topographic losses against brute-force definitions (WS and AS of Truong & Hasson,
+arXiv:2508.00043; the spatial-correlation loss of TDANN, Margalit et al. 2024, Neuron)."""
 import math
 
 import pytest
@@ -237,7 +238,7 @@ def test_backend_selection(monkeypatch):
 
 
 def test_mean_over_ordered_equals_unordered():
-    # STUDIES.md: 840 ordered pairs, 420 unordered; the means agree
+    # 11×11 Moore sheet: 840 ordered pairs, 420 unordered; the means agree
     g = tt.Grid(11, 11)
     w = torch.randn(121, 64, dtype=torch.float64)
     i, j = g.neighbor_pairs()

@@ -6,7 +6,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from ..data import CIFAR10_MEAN, CIFAR10_STD, MNIST_MEAN, MNIST_STD
-from ..topo import TopoLinear
+from ..topographic import TopoLinear
 from ._registry import NormalizeArg, input_normalize, register_model
 
 __all__ = ["TopoCNN", "mnist_cnn", "cifar_cnn"]
