@@ -1,7 +1,8 @@
 """A V1-like front-end: Gabor filter bank with biologically sampled receptive fields.
 
-Barbulescu et al., arXiv:2310.10575 (VOneNet; Barbulescu, Marques & Oliveira 2023).  :class:`V1Front` is the module,
-:func:`with_v1_front` puts it in front of a model, :mod:`torchtopo.v1.distributions` holds the
+VOneNet (Dapello et al. 2020) as studied by Barbulescu, Marques & Oliveira (arXiv:2310.10575).
+:class:`V1Front` is the module, :func:`with_v1_front` puts it in front of a model, :func:`gabor_kernels`
+(from :mod:`torchtopo.functional.gabor`) builds its filters, :mod:`torchtopo.v1.distributions` holds the
 primate receptive-field tables and samplers, :mod:`torchtopo.v1.analysis` the conformance report,
 filter plots, grating tuning and sub-population ablation.
 """

@@ -1,4 +1,4 @@
-"""Analyses of a :class:`~torchtopo.v1.V1Front` (Barbulescu et al., arXiv:2310.10575, Barbulescu et al. 2023).
+"""Analyses of a :class:`~torchtopo.v1.V1Front` (Barbulescu, Marques & Oliveira, arXiv:2310.10575).
 
 * :func:`conformance_report` — do the sampled receptive fields match the primate tables?
   (chi-square and Kolmogorov–Smirnov per parameter, the nx–SF copula correlation), and

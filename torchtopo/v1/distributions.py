@@ -1,7 +1,7 @@
 """Receptive-field distributions of macaque V1 simple and complex cells, as data, and samplers.
 
-Every table below is a published histogram (Barbulescu et al., arXiv:2310.10575, Barbulescu, Marques & Oliveira 2023,
-arXiv 2310.10575, who take them from VOneNet, Dapello et al. 2020).  The samplers draw Gabor
+Every table below is a published histogram, as collected by Barbulescu, Marques & Oliveira
+(arXiv:2310.10575), who take them from VOneNet (Dapello et al. 2020).  The samplers draw Gabor
 parameters from them with a local :class:`torch.Generator` only (never the global RNG):
 
 * **biological** — orientation from De Valois, Yund & Hepler (1982); peak spatial frequency from
@@ -23,6 +23,8 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from .._checks import check_choice, check_int
 
 __all__ = [
     "ORIENTATION_EDGES",
@@ -297,69 +299,28 @@ def sample_gabor_params(
         ``sf_cpd``, ``theta_deg``, ``phase_deg``, ``nx``, ``ny`` (float64), ``channel`` (int64),
         ``is_complex`` (bool).
     """
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-    if sf_table not in SF_TABLES:
-        raise ValueError(f"sf_table must be one of {SF_TABLES}, got {sf_table!r}")
-    for name, v in (("n_simple", n_simple), ("n_complex", n_complex)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+    who = "sample_gabor_params"
+    check_choice(sampling, SAMPLINGS, "sampling", who)
+    check_choice(sf_table, SF_TABLES, "sf_table", who)
+    check_int(n_simple, "n_simple", who, minimum=0)
+    check_int(n_complex, "n_complex", who, minimum=0)
     if n_simple + n_complex == 0:
-        raise ValueError("n_simple + n_complex must be positive, got 0 cells")
-    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+        raise ValueError(f"{who}: n_simple + n_complex must be positive, got 0 cells")
+    check_int(in_channels, "in_channels", who, minimum=1)
     if not -1.0 < float(sf_corr) < 1.0:
-        raise ValueError(f"sf_corr must lie in (-1, 1), got {sf_corr!r}")
+        raise ValueError(f"{who}: sf_corr must lie in (-1, 1), got {sf_corr!r}")
     g = torch.Generator().manual_seed(int(seed))
     n = n_simple + n_complex
     is_complex = torch.zeros(n, dtype=torch.bool)
     is_complex[n_simple:] = True
-    theta = torch.empty(n, dtype=torch.float64)
-    sf = torch.empty(n, dtype=torch.float64)
-    nx = torch.empty(n, dtype=torch.float64)
-    ny = torch.empty(n, dtype=torch.float64)
     groups = ([("simple", slice(0, n_simple)), ("complex", slice(n_simple, n))]
               if sf_table == "by_cell_type" else [("all", slice(0, n))])
     phase = 360.0 * _uniform(n, g)
     channel = torch.randint(0, in_channels, (n,), generator=g, dtype=torch.int64)
     if sampling == "biological":
-        th, _ = orientation_distribution().icdf(_uniform(n, g))
-        theta = torch.where(th < 0, th + 180.0, th)
-        nxd = nx_distribution()
-        rows = [BinnedDistribution(NXNY_EDGES, r, "log10") if sum(r) > 0 else None for r in NXNY_COUNTS]
-        rho = float(sf_corr)
-        for table, sl in groups:
-            m = sl.stop - sl.start
-            if m == 0:
-                continue
-            z = torch.randn(m, 2, generator=g, dtype=torch.float64)
-            z_sf = rho * z[:, 0] + math.sqrt(1.0 - rho * rho) * z[:, 1]
-            nx_s, row = nxd.icdf(_phi(z[:, 0]))
-            nx[sl] = nx_s
-            sf[sl], _ = sf_distribution(table, sf_min, sf_max).icdf(_phi(z_sf))
-            u_ny = _uniform(m, g)
-            ny_s = torch.empty(m, dtype=torch.float64)
-            for r, dist in enumerate(rows):  # 5 table rows, vectorised within each
-                sel = row == r
-                if dist is not None and bool(sel.any()):
-                    ny_s[sel] = dist.icdf(u_ny[sel])[0]
-            ny[sl] = ny_s
+        theta, sf, nx, ny = _sample_biological(n, groups, sf_min, sf_max, float(sf_corr), g)
     else:
-        theta = 180.0 * _uniform(n, g)
-        lo_n, hi_n = NXNY_EDGES[0], NXNY_EDGES[-1]
-        tabs = [t for t, _ in groups]
-        sf_dists = [sf_distribution("all" if t == "all" else t, sf_min, sf_max) for t in tabs]
-        sf_lo = min(d.edges[0] for d in sf_dists)
-        sf_hi = max(d.edges[-1] for d in sf_dists)
-        rho_xy = nxny_correlation() if sampling in ("unif2", "unif3") else 0.0
-        rho_xf = float(sf_corr) if sampling == "unif3" else 0.0
-        c = torch.tensor([[1.0, rho_xy, rho_xf], [rho_xy, 1.0, rho_xy * rho_xf],
-                          [rho_xf, rho_xy * rho_xf, 1.0]], dtype=torch.float64)
-        z = torch.randn(n, 3, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(c).T
-        u = _phi(z)
-        nx = _log_uniform(u[:, 0], lo_n, hi_n, 10.0)
-        ny = _log_uniform(u[:, 1], lo_n, hi_n, 10.0)
-        sf = _log_uniform(u[:, 2], sf_lo, sf_hi, 2.0)
+        theta, sf, nx, ny = _sample_uniform(n, groups, sampling, sf_min, sf_max, float(sf_corr), g)
     return {
         "sf_cpd": sf,
         "theta_deg": theta,
@@ -369,3 +330,52 @@ def sample_gabor_params(
         "channel": channel,
         "is_complex": is_complex,
     }
+
+
+def _sample_biological(n: int, groups: Sequence[Tuple[str, slice]], sf_min: float, sf_max: Optional[float],
+                       rho: float, g: torch.Generator) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """θ, sf, nx, ny from the primate tables (see :func:`sample_gabor_params`)."""
+    th, _ = orientation_distribution().icdf(_uniform(n, g))
+    theta = torch.where(th < 0, th + 180.0, th)
+    sf = torch.empty(n, dtype=torch.float64)
+    nx = torch.empty(n, dtype=torch.float64)
+    ny = torch.empty(n, dtype=torch.float64)
+    nxd = nx_distribution()
+    rows = [BinnedDistribution(NXNY_EDGES, r, "log10") if sum(r) > 0 else None for r in NXNY_COUNTS]
+    for table, sl in groups:
+        m = sl.stop - sl.start
+        if m == 0:
+            continue
+        z = torch.randn(m, 2, generator=g, dtype=torch.float64)
+        z_sf = rho * z[:, 0] + math.sqrt(1.0 - rho * rho) * z[:, 1]
+        nx_s, row = nxd.icdf(_phi(z[:, 0]))
+        nx[sl] = nx_s
+        sf[sl], _ = sf_distribution(table, sf_min, sf_max).icdf(_phi(z_sf))
+        u_ny = _uniform(m, g)
+        ny_s = torch.empty(m, dtype=torch.float64)
+        for r, dist in enumerate(rows):  # 5 table rows, vectorised within each
+            sel = row == r
+            if dist is not None and bool(sel.any()):
+                ny_s[sel] = dist.icdf(u_ny[sel])[0]
+        ny[sl] = ny_s
+    return theta, sf, nx, ny
+
+
+def _sample_uniform(n: int, groups: Sequence[Tuple[str, slice]], sampling: str, sf_min: float,
+                    sf_max: Optional[float], sf_corr: float, g: torch.Generator) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """θ, sf, nx, ny of the uniform controls unif1/2/3 (see :func:`sample_gabor_params`)."""
+    theta = 180.0 * _uniform(n, g)
+    lo_n, hi_n = NXNY_EDGES[0], NXNY_EDGES[-1]
+    sf_dists = [sf_distribution(table, sf_min, sf_max) for table, _ in groups]
+    sf_lo = min(d.edges[0] for d in sf_dists)
+    sf_hi = max(d.edges[-1] for d in sf_dists)
+    rho_xy = nxny_correlation() if sampling in ("unif2", "unif3") else 0.0
+    rho_xf = sf_corr if sampling == "unif3" else 0.0
+    c = torch.tensor([[1.0, rho_xy, rho_xf], [rho_xy, 1.0, rho_xy * rho_xf],
+                      [rho_xf, rho_xy * rho_xf, 1.0]], dtype=torch.float64)
+    z = torch.randn(n, 3, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(c).T
+    u = _phi(z)
+    nx = _log_uniform(u[:, 0], lo_n, hi_n, 10.0)
+    ny = _log_uniform(u[:, 1], lo_n, hi_n, 10.0)
+    sf = _log_uniform(u[:, 2], sf_lo, sf_hi, 2.0)
+    return theta, sf, nx, ny
