@@ -218,7 +218,6 @@ def _group_of(qual: str, name: str, obj: Any) -> str:
         src = _import_sources(qual, name)
         return src[-1] if len(src) > 1 else qual
     mod = getattr(obj, "__module__", None) or qual
-    # torchtopo.functional._topo -> torchtopo.functional._topo ; keep as is
     return mod
 
 
