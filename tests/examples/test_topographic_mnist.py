@@ -1,4 +1,4 @@
-"""Smoke test of examples/topographic_mnist.py (issue 2 item 8, issue 4) in its tiny CI mode."""
+"""Smoke test of examples/topographic_mnist.py in its tiny CI mode: report, results, figures, resume."""
 import json
 import os
 
