@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import distributions as D
+from .._checks import check_choice, check_int
 from .._mpl import pyplot
 from ..functional.gabor import gabor_kernels
 from .front import V1Front
@@ -126,8 +127,7 @@ def conformance_report(front: Union[V1Front, Mapping[str, Tensor]], *, sf_min: O
         sf_table = "by_cell_type" if sf_table is None else sf_table
     else:
         raise TypeError(f"conformance_report: expected a V1Front or a params dict, got {type(front).__name__}")
-    if sf_table not in D.SF_TABLES:
-        raise ValueError(f"conformance_report: sf_table must be one of {D.SF_TABLES}, got {sf_table!r}")
+    check_choice(sf_table, D.SF_TABLES, "sf_table", "conformance_report")
     th = params["theta_deg"].double().cpu()
     th = torch.where(th >= D.ORIENTATION_EDGES[-1], th - 180.0, th)
     out: Dict[str, Dict[str, float]] = {
@@ -233,9 +233,8 @@ def grating_tuning(front: V1Front, *, orientations: int = 12, sfs_cpd: Optional[
     """
     if not isinstance(front, V1Front):
         raise TypeError(f"grating_tuning: front must be a V1Front, got {type(front).__name__}")
-    for name, v in (("orientations", orientations), ("phases", phases)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"grating_tuning: {name} must be a positive int, got {v!r}")
+    check_int(orientations, "orientations", "grating_tuning", minimum=1)
+    check_int(phases, "phases", "grating_tuning", minimum=1)
     dev = front.sf_cpd.device
     if sfs_cpd is None:
         lo = max(front.sf_min, 0.5 * min(D.SF_EDGES[0], float(front.sf_cpd.min())))

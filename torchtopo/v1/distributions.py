@@ -362,7 +362,8 @@ def _sample_biological(n: int, groups: Sequence[Tuple[str, slice]], sf_min: floa
 
 
 def _sample_uniform(n: int, groups: Sequence[Tuple[str, slice]], sampling: str, sf_min: float,
-                    sf_max: Optional[float], sf_corr: float, g: torch.Generator) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                    sf_max: Optional[float], sf_corr: float,
+                    g: torch.Generator) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """θ, sf, nx, ny of the uniform controls unif1/2/3 (see :func:`sample_gabor_params`)."""
     theta = 180.0 * _uniform(n, g)
     lo_n, hi_n = NXNY_EDGES[0], NXNY_EDGES[-1]

@@ -39,11 +39,12 @@ class V1Front(nn.Module):
     r"""A V1-like front-end: a fixed Gabor bank of simple and complex cells, then neuronal noise.
 
     For each cell *i* with parameters (f, θ, φ, nx, ny, input channel c) the linear responses are
-    ``q0 = G_φ ⋆ x_c`` and, for complex cells, ``q1 = G_{φ+90°} ⋆ x_c`` (Gabor :func:`~torchtopo.functional.gabor_kernels`,
-    zero padding ``k // 2``, ``stride``).  Simple cells give ``ReLU(q0)``, complex cells
-    ``√(q0² + q1²)/√2``; the rates are ``r = k_exc · [simple, complex]``.  Spatial frequency is
-    sampled in cycles/degree and converted with ``ppd = image_size / visual_degrees``:
-    ``f = sf_cpd / ppd`` cycles/pixel, ``σx = nx/f``, ``σy = ny/f`` (Barbulescu et al., arXiv:2310.10575).
+    ``q0 = G_φ ⋆ x_c`` and, for complex cells, ``q1 = G_{φ+90°} ⋆ x_c`` (Gabor
+    :func:`~torchtopo.functional.gabor_kernels`, zero padding ``k // 2``, ``stride``).  Simple
+    cells give ``ReLU(q0)``, complex cells ``√(q0² + q1²)/√2``; the rates are
+    ``r = k_exc · [simple, complex]``.  Spatial frequency is sampled in cycles/degree and
+    converted with ``ppd = image_size / visual_degrees``: ``f = sf_cpd / ppd`` cycles/pixel,
+    ``σx = nx/f``, ``σy = ny/f`` (Barbulescu et al., arXiv:2310.10575).
 
     **Noise** (in ``train()``, and in ``eval()`` only if ``stochastic_eval``):
 
@@ -65,11 +66,10 @@ class V1Front(nn.Module):
     smallest size in a ladder of odd sizes whose half-width covers ``ENVELOPE_SIGMAS`` (= 2) σ of
     its rotated envelope (capped at the largest odd size ≤ ``image_size``: a larger kernel only
     adds the far side of the image for outputs near the border; capped envelopes count as
-    truncated), filters of equal size share one
-    convolution, and kernels of ``FFT_MIN_KERNEL`` (57) pixels or more are applied with FFTs; with
-    a forced ``kernel_size`` all filters share it and :attr:`truncated_fraction` reports the share
-    of
-    envelopes the kernel cuts (≈ 1/3 for VOneNet's 25 px at 224 px / 8°).
+    truncated), filters of equal size share one convolution, and kernels of ``FFT_MIN_KERNEL``
+    (57) pixels or more are applied with FFTs; with a forced ``kernel_size`` all filters share it
+    and :attr:`truncated_fraction` reports the share of envelopes the kernel cuts (≈ 1/3 for
+    VOneNet's 25 px at 224 px / 8°).
 
     Args:
         image_size: the input size (pixels) that spans ``visual_degrees``.  Inputs far from it
