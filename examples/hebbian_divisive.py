@@ -1,7 +1,7 @@
 """Sparse, strong activations: standard CNN vs HaH blocks (Hebbian/anti-Hebbian + divisive norm).
 
 Reproduces the evaluation of Cekic, Bakiskan & Madhow, "Neuro-inspired deep neural networks with
-sparse, strong activations" (ICIP 2022; STUDIES.md §3) with torchtopo: the same architecture
+sparse, strong activations" (ICIP 2022, arXiv:2202.13074) with torchtopo: the same architecture
 trained twice, once standard (conv → BatchNorm → ReLU) and once with HaH blocks on its first
 layers (``tt.NormalizedConv2d`` → ReLU → ``tt.DivisiveNorm`` → ``tt.FractionalThreshold``) plus the
 layer-local HaH cost (``tt.HebbianLoss`` through ``tt.attach``), then evaluated on clean images,
@@ -20,40 +20,39 @@ Writes ``report.md``, ``results.json`` and PNG figures into ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
 import time
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import torchtopo as tt
 from torchtopo import adversarial as adv
 
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    def tqdm(it=None, **kw):
-        return it
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the examples' shared helpers
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_common_args, fit, parse, pyplot, save_fig, start, write_results
 
-#: Cekic et al.'s table (CIFAR-10, VGG16; AutoAttack), STUDIES.md §3, in %.
+#: Cekic et al.'s table (CIFAR-10, VGG16; AutoAttack; arXiv:2202.13074), in %.
 PAPER = {
     "standard": {"clean": 92.5, "noise_0.1": 26.6, "linf_2/255": 10.4, "l2_0.25": 13.9},
     "hah": {"clean": 87.3, "noise_0.1": 64.0, "linf_2/255": 21.5, "l2_0.25": 27.6},
+}
+#: per dataset: the model and its keyword arguments for the standard and the HaH variant
+MODELS = {
+    "mnist_sample": ("hah_cnn", {"standard": {"hah": False}, "hah": {"hah": True}}),
+    "mnist": ("hah_cnn", {"standard": {"hah": False}, "hah": {"hah": True}}),
+    "cifar10": ("vgg16_hah", {"standard": {"hah_layers": 0}, "hah": {"hah_layers": 6}}),
 }
 
 
 # ------------------------------------------------------------------------------ configuration
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/hebbian_divisive", help="output folder (report.md, results.json, PNGs)")
-    p.add_argument("--quick", action="store_true", help="fewer epochs and attack images (< 2 min on 2 cores)")
-    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # CI smoke test
-    p.add_argument("--dataset", default="mnist_sample", choices=["mnist_sample", "mnist", "cifar10"])
-    p.add_argument("--data-root", default=None, help="folder with torchvision's MNIST / CIFAR-10 (no download)")
-    p.add_argument("--seed", type=int, default=0)
+    add_common_args(p, out="runs/hebbian_divisive", datasets=list(MODELS),
+                    quick_help="fewer epochs and attack images (< 2 min on 2 cores)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -66,12 +65,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--keep", type=float, default=0.2, help="FractionalThreshold keep ratio (paper 0.2)")
     p.add_argument("--no-input-normalize", action="store_true",
                    help="feed [0, 1] pixels to the first conv (no mean/std normalisation layer)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-plots", action="store_true")
-    a = p.parse_args(argv)
+    a = parse(p, argv, offline=["mnist_sample"])
     cifar = a.dataset == "cifar10"
-    if a.dataset != "mnist_sample" and a.data_root is None:
-        p.error(f"--dataset {a.dataset} needs --data-root DIR (torchtopo never downloads data)")
     if a.tiny:
         epochs, n_attack, steps = 1, 16, 2
         a.n_train = a.n_train or 128
@@ -127,10 +122,9 @@ def load_data(args):
 
 
 def make_model(kind: str, args) -> nn.Module:
-    hah, norm = kind == "hah", not args.no_input_normalize
-    if args.dataset == "cifar10":
-        return tt.models.vgg16_hah(hah_layers=6 if hah else 0, sigma=args.sigma, keep=args.keep, normalize=norm)
-    return tt.models.hah_cnn(hah=hah, sigma=args.sigma, keep=args.keep, normalize=norm)
+    name, variants = MODELS[args.dataset]
+    return tt.models.get_model(name, sigma=args.sigma, keep=args.keep, normalize=not args.no_input_normalize,
+                               **variants[kind])
 
 
 def probe_layers(model: nn.Module, n: int) -> List[str]:
@@ -143,21 +137,14 @@ def probe_layers(model: nn.Module, n: int) -> List[str]:
     return names
 
 
-def batches(train, args, g: torch.Generator):
+def epoch_batches(train, args, g: torch.Generator):
+    """``epoch -> batches``: shuffled full batches of a tensor pair (one batch of all if fewer),
+    or a shuffling DataLoader of a Dataset."""
     if isinstance(train, tuple):
         x, y = train
-        order = torch.randperm(x.shape[0], generator=g)
-        for k in range(0, x.shape[0] - args.batch_size + 1 if x.shape[0] >= args.batch_size else 1, args.batch_size):
-            idx = order[k : k + args.batch_size]
-            yield x[idx], y[idx]
-    else:
-        loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, generator=g, drop_last=True, num_workers=2)
-        yield from loader
-
-
-def n_batches(train, args) -> int:
-    n = train[0].shape[0] if isinstance(train, tuple) else len(train)
-    return max(1, n // args.batch_size)
+        return lambda ep: tt.data.batches(x, y, args.batch_size, generator=g, drop_last=x.shape[0] >= args.batch_size)
+    loader = torch.utils.data.DataLoader(train, batch_size=args.batch_size, shuffle=True, generator=g, drop_last=True, num_workers=2)
+    return lambda ep: loader
 
 
 def train_model(kind: str, args, train, xte, yte):
@@ -171,34 +158,14 @@ def train_model(kind: str, args, train, xte, yte):
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     milestones = [int(args.epochs * 0.6), int(args.epochs * 0.8)] if args.dataset == "cifar10" else []
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
-    history = []
     t0 = time.time()
-    for epoch in tqdm(range(args.epochs), desc=f"train {kind}", leave=False):
-        model.train()
-        tot_ce = torch.zeros((), device=args.device)
-        tot_h: Dict[str, torch.Tensor] = {}
-        nb = 0
-        for x, y in tqdm(batches(train, args, g), total=n_batches(train, args), desc=f"epoch {epoch + 1}", leave=False):
-            x, y = x.to(args.device), y.to(args.device)
-            ce = F.cross_entropy(model(x), y)
-            loss = ce
-            if reg is not None:
-                loss = ce + reg.penalty()
-                for name, v in reg.losses().items():
-                    tot_h[name] = tot_h.get(name, 0) + (-v)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_ce += ce.detach()
-            nb += 1
-        sched.step()
-        acc = adv.accuracy(model, xte, yte)
-        history.append({
-            "epoch": epoch + 1, "ce": float(tot_ce) / max(nb, 1), "test_acc": acc,
-            "H": {k: float(v) / max(nb, 1) for k, v in tot_h.items()},
-        })
+    hist = fit(model, epoch_batches(train, args, g), opt, epochs=args.epochs, reg=reg, sched=sched, device=args.device,
+               log_terms=reg is not None, on_epoch=lambda m: {"test_acc": adv.accuracy(m, xte, yte)}, desc=f"train {kind}")
     if reg is not None:
         reg.remove()
+    # H: the HaH objective per layer (the negated cost)
+    history = [{"epoch": r["epoch"], "ce": r["ce"], "test_acc": r["test_acc"],
+                "H": {k: -v for k, v in r.get("terms", {}).items()}} for r in hist]
     return model, history, time.time() - t0
 
 
@@ -224,21 +191,15 @@ def _eps_name(e: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{e:g}"
 
 
-def histograms(models: Dict[str, nn.Module], args, xte, out: str) -> Optional[str]:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        return None
+# ------------------------------------------------------------------------------ figures
+def histograms(models: Dict[str, nn.Module], xte, out: str) -> str:
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for j in range(2):
         ax = axes[j]
         for kind, m in models.items():
-            name = probe_layers(m, 2)[j]
-            a = tt.analysis.collect_activations(m, name, xte[:200])[0]
+            a = tt.analysis.collect_activations(m, probe_layers(m, 2)[j], xte[:200])[0].flatten()
             # divide by the mean non-zero value, so the two models' scales compare
-            a = a.flatten()
             nz = a[a > 0]
             frac0 = 1 - nz.numel() / max(1, a.numel())
             if nz.numel():
@@ -247,21 +208,11 @@ def histograms(models: Dict[str, nn.Module], args, xte, out: str) -> Optional[st
         ax.set_title(f"block {j + 1} activations (non-zero, / mean)")
         ax.set_xlabel("activation / mean active")
         ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out, "activation_histograms.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_fig(fig, out, "activation_histograms.png", dpi=120)
 
 
-def curves(histories: Dict[str, List[Dict]], out: str) -> Optional[str]:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        return None
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+def curves(histories: Dict[str, List[Dict]], out: str) -> str:
+    fig, ax = pyplot().subplots(1, 2, figsize=(9, 3.4))
     for kind, h in histories.items():
         ep = [r["epoch"] for r in h]
         ax[0].plot(ep, [r["ce"] for r in h], marker="o", label=kind)
@@ -271,22 +222,12 @@ def curves(histories: Dict[str, List[Dict]], out: str) -> Optional[str]:
     for a in ax:
         a.set_xlabel("epoch")
         a.legend()
-    fig.tight_layout()
-    path = os.path.join(out, "training_curves.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_fig(fig, out, "training_curves.png", dpi=120)
 
 
-def robustness_plot(results: Dict, args, out: str) -> Optional[str]:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # pragma: no cover
-        return None
+def robustness_plot(results: Dict, args, out: str) -> str:
     keys = ["clean"] + [f"noise_{s:g}" for s in args.noise] + [f"linf_{_eps_name(e)}" for e in args.linf] + [f"l2_{e:g}" for e in args.l2]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(keys), 3.4))
+    fig, ax = pyplot().subplots(figsize=(1.0 + 0.9 * len(keys), 3.4))
     w = 0.4
     for i, kind in enumerate(results):
         ax.bar([k + (i - 0.5) * w for k in range(len(keys))], [100 * results[kind][k] for k in keys], w, label=kind)
@@ -294,15 +235,11 @@ def robustness_plot(results: Dict, args, out: str) -> Optional[str]:
     ax.set_xticklabels(keys, rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
     ax.legend()
-    fig.tight_layout()
-    path = os.path.join(out, "robustness.png")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_fig(fig, out, "robustness.png", dpi=120)
 
 
 # ------------------------------------------------------------------------------ report
-def write_report(args, results, histories, times, figs, out) -> str:
+def report(args, results, times, figs) -> str:
     lines = [
         "# Sparse, strong activations: standard vs HaH",
         "",
@@ -367,18 +304,13 @@ def write_report(args, results, histories, times, figs, out) -> str:
         "* One seed per model: differences of a few points are within seed-to-seed variation.",
         "",
     ]
-    for f in figs:
-        if f:
-            lines.append(f"![{os.path.basename(f)}]({os.path.basename(f)})")
-    path = os.path.join(out, "report.md")
-    with open(path, "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    return path
+    lines += [f"![{f}]({f})" for f in figs]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    start(args)
     train, xte, yte = load_data(args)
     models, histories, times, results = {}, {}, {}, {}
     for kind in ("standard", "hah"):
@@ -389,8 +321,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
               + f" ({t:.0f} s training)")
     figs = []
     if not args.no_plots:
-        figs = [curves(histories, args.out), robustness_plot(results, args, args.out), histograms(models, args, xte, args.out)]
-    report = write_report(args, results, histories, times, figs, args.out)
+        figs = [curves(histories, args.out), robustness_plot(results, args, args.out), histograms(models, xte, args.out)]
     payload = {
         "config": {k: v for k, v in vars(args).items()},
         "results": results,
@@ -398,9 +329,8 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         "train_seconds": times,
         "paper_cifar10_vgg16_autoattack": PAPER,
     }
-    with open(os.path.join(args.out, "results.json"), "w") as fh:
-        json.dump(payload, fh, indent=2)
-    print(f"wrote {report}")
+    write_results(args.out, payload, report(args, results, times, figs))
+    print(f"wrote {os.path.join(args.out, 'report.md')}")
     return payload
 
 

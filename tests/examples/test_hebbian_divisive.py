@@ -1,4 +1,4 @@
-"""tt.adversarial: PGD, noise accuracy, sparsity statistics (STUDIES.md §3), and the example."""
+"""examples/hebbian_divisive.py (Cekic et al., arXiv:2202.13074): a tiny run and the CIFAR-10 configuration."""
 import json
 
 import pytest
