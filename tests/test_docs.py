@@ -34,7 +34,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"),
 ]
 
-#: The namespaces whose ``__all__`` must be fully documented (DESIGN.md § The public API).
+#: The namespaces whose ``__all__`` must be fully documented.
 REQUIRED = ["torchtopo", "torchtopo.functional", "torchtopo.models", "torchtopo.analysis",
             "torchtopo.robustness", "torchtopo.plot", "torchtopo.data"]
 
