@@ -100,7 +100,11 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable], opt: torch.optim.O
         tot_ce, tot_w, tot_pen = (torch.zeros((), device=device) for _ in range(3))
         terms: Dict[str, Any] = {}
         nb = n = 0
-        for x, y in progress(batches(epoch), f"epoch {epoch + 1}", mininterval=2.0):
+        data = batches(epoch)
+        # tqdm.auto's bar calls iter() on what it wraps once more: a DataLoader would draw its
+        # shuffling seed twice, so the bar gets the one iterator
+        total = len(data) if hasattr(data, "__len__") else None
+        for x, y in progress(iter(data), f"epoch {epoch + 1}", total=total, mininterval=2.0):
             x, y = x.to(device), y.to(device)
             ce = F.cross_entropy(model(x), y)
             loss = ce

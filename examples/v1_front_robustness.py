@@ -1,6 +1,6 @@
 """A V1-like front-end with biological vs uniform receptive-field sampling: corruption robustness.
 
-Reproduces the design of Barbulescu, Marques & Oliveira (arXiv 2310.10575; STUDIES.md §2) with
+Reproduces the design of Barbulescu, Marques & Oliveira (arXiv:2310.10575) with
 torchtopo: three variants of the same network are trained —
 
 * ``biological``: ``tt.V1Front(sampling="biological")`` + 1×1 bottleneck + back-end;
@@ -29,41 +29,35 @@ vs torchvision's ResNet-18; SGD lr 0.1, weight decay 5e-4, batch 128, noise off)
 from __future__ import annotations
 
 import argparse
-import json
-import math
+import itertools
 import os
 import statistics
+import sys
 import time
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import torchtopo as tt
-from torchtopo.v1 import analysis as V1A
 
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    def tqdm(it=None, **kw):
-        return it
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the examples' shared helpers
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_common_args, fit, mean_sd, parse, progress, pyplot, save_fig, start, write_results
 
+V1A = tt.v1.analysis
 VARIANTS = ("biological", "uniform", "baseline")
 PAPER_RELATIVE_DIFF = 8.72  # %, Barbulescu et al. 2023, Tiny ImageNet-C, VOneResNet18
+PRESETS = {"tiny-imagenet": "tiny_imagenet", "cifar10": "cifar"}  # V1Front preset of each torchvision dataset
 
 
 # ------------------------------------------------------------------------------ configuration
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/v1_front_robustness", help="output folder")
-    p.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 1,500 training and 200 test images (< 2 min)")
-    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # CI smoke test
-    p.add_argument("--dataset", default="mnist_sample", choices=["mnist_sample", "tiny-imagenet", "cifar10"])
-    p.add_argument("--data-root", default=None, help="dataset folder (torchtopo never downloads)")
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument("--seeds", type=int, default=None, help="models per variant (default 2; 1 with --quick)")
+    add_common_args(p, out="runs/v1_front_robustness", datasets=["mnist_sample", "tiny-imagenet", "cifar10"],
+                    seeds="models per variant (default 2; 1 with --quick)",
+                    quick_help="1 seed, 2 epochs, 1,500 training and 200 test images (< 2 min)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.1 as the study; 0.05 on MNIST)")
@@ -73,9 +67,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--n-test", type=int, default=None, help="test images (default 500 on the MNIST sample, 2,000 otherwise)")
     p.add_argument("--corruptions", nargs="+", default=None, metavar="KIND",
                    help="subset of tt.robustness.COMMON_CORRUPTIONS (default: all 15)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-plots", action="store_true")
-    a = p.parse_args(argv)
+    a = parse(p, argv, offline=["mnist_sample"])
     small = a.dataset == "mnist_sample"
     if a.tiny:
         seeds, epochs, n_train, n_test = 1, 1, 256, 100
@@ -89,8 +81,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     a.n_test = a.n_test or n_test
     a.batch_size = a.batch_size or (32 if small else 128)
     a.lr = a.lr or (0.05 if small else 0.1)
-    if not small and a.data_root is None:
-        p.error(f"--dataset {a.dataset} needs --data-root DIR (torchtopo never downloads data)")
     if a.seeds < 1 or a.epochs < 1:
         p.error("--seeds and --epochs must be >= 1")
     if a.corruptions is None:
@@ -160,14 +150,12 @@ def build_model(variant: str, args, in_channels: int, n_classes: int, mean, std,
             net.stem.add_module("bn", nn.BatchNorm2d(32))
             net.stem.add_module("relu", nn.ReLU())
         return net
-    from torchvision.models import resnet18
+    if variant == "baseline":  # the study's control: torchvision's ResNet-18 with its learned stem
+        from torchvision.models import resnet18
 
-    preset = "tiny_imagenet" if args.dataset == "tiny-imagenet" else "cifar"
-    if variant == "baseline":
-        body = resnet18(weights=None, num_classes=n_classes)
-    else:
-        body = tt.models.vone_resnet18(n_classes, preset=preset, sampling=variant, noise=noise, seed=seed)
-    return nn.Sequential(tt.data.Normalize(mean, std), body)
+        return nn.Sequential(tt.data.Normalize(mean, std), resnet18(weights=None, num_classes=n_classes))
+    return tt.models.get_model("vone_resnet18", num_classes=n_classes, normalize=(mean, std),
+                               preset=PRESETS[args.dataset], sampling=variant, noise=noise, seed=seed)
 
 
 def find_front(model: nn.Module) -> Optional[tt.V1Front]:
@@ -178,36 +166,29 @@ def find_front(model: nn.Module) -> Optional[tt.V1Front]:
 
 
 def train(model: nn.Module, xtr, ytr, args, seed: int, desc: str) -> List[float]:
-    dev = args.device
-    model.to(dev).train()
+    """SGD with momentum, one-cycle schedule; random horizontal flips on the torchvision datasets.
+    Returns the mean training loss per epoch."""
+    model.to(args.device)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
-    steps = args.epochs * math.ceil(xtr.shape[0] / args.batch_size)
+    steps = args.epochs * -(-xtr.shape[0] // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.15)
     g = torch.Generator().manual_seed(seed)
-    losses = []
-    for ep in tqdm(range(args.epochs), desc=desc, leave=False):
-        perm = torch.randperm(xtr.shape[0], generator=g)
-        tot = torch.zeros((), device=dev)
-        for i in range(0, xtr.shape[0], args.batch_size):
-            idx = perm[i:i + args.batch_size]
-            x, y = xtr[idx].to(dev), ytr[idx].to(dev)
+
+    def batches(epoch):
+        for x, y in tt.data.batches(xtr, ytr, args.batch_size, generator=g):
             if args.dataset != "mnist_sample":  # the study's augmentation: random flips
                 flip = torch.rand(x.shape[0], generator=g) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1).to(dev), x.flip(-1), x)
-            loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            tot += loss.detach() * idx.numel()
-        losses.append(float(tot) / xtr.shape[0])
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            yield x, y
+
+    history = fit(model, batches, opt, epochs=args.epochs, sched=sched, sched_every="batch", device=args.device, desc=desc)
     model.eval()
-    return losses
+    return [h["loss_per_sample"] for h in history]
 
 
-def accuracy(model: nn.Module, x, y, args, bs: int = 500) -> float:
+def accuracy(model: nn.Module, x, y, args) -> float:
     """Top-1 accuracy in percent (eval mode)."""
-    return tt.robustness.evaluate_accuracy(model, (x, y), batch_size=bs, device=args.device)
+    return tt.robustness.evaluate_accuracy(model, (x, y), batch_size=500, device=args.device)
 
 
 def corruption_eval(models: Dict[str, List[nn.Module]], xte, yte, args) -> Dict[str, Dict[str, List[List[float]]]]:
@@ -215,30 +196,20 @@ def corruption_eval(models: Dict[str, List[nn.Module]], xte, yte, args) -> Dict[
     images (one generator per kind and severity)."""
     kinds = args.corruptions
     acc = {v: {k: [[0.0] * 5 for _ in ms] for k in kinds} for v, ms in models.items()}
-    bar = tqdm(total=len(kinds) * 5, desc="corruptions", leave=False)
-    for ki, kind in enumerate(kinds):
-        for s in range(1, 6):
-            g = torch.Generator().manual_seed(args.seed * 1000 + tt.robustness.COMMON_CORRUPTIONS.index(kind) * 10 + s)
-            xc = torch.cat([tt.robustness.corrupt(xte[i:i + 250], kind, s, generator=g)
-                            for i in range(0, xte.shape[0], 250)])
-            for v, ms in models.items():
-                for j, m in enumerate(ms):
-                    acc[v][kind][j][s - 1] = accuracy(m, xc, yte, args)
-            bar.update(1)
-    bar.close()
+    for kind, s in progress(list(itertools.product(kinds, range(1, 6))), "corruptions"):
+        g = torch.Generator().manual_seed(args.seed * 1000 + tt.robustness.COMMON_CORRUPTIONS.index(kind) * 10 + s)
+        xc = torch.cat([tt.robustness.corrupt(xte[i:i + 250], kind, s, generator=g)
+                        for i in range(0, xte.shape[0], 250)])
+        for v, ms in models.items():
+            for j, m in enumerate(ms):
+                acc[v][kind][j][s - 1] = accuracy(m, xc, yte, args)
     return acc
-
-
-def _mean_sd(v: List[float]):
-    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
 
 
 # ------------------------------------------------------------------------------ main
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    t0 = time.time()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    t0 = start(args)
     xtr, ytr, xte, yte, mean, std, ncls = load_data(args)
     cin = xtr.shape[1]
     models: Dict[str, List[nn.Module]] = {v: [] for v in VARIANTS}
@@ -299,11 +270,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         "train_loss": train_log,
         "seconds": time.time() - t0,
     }
-    with open(os.path.join(args.out, "results.json"), "w") as fh:
-        json.dump(results, fh, indent=2)
     figs = [] if args.no_plots else make_figures(args, corr, kinds, fronts, conf)
-    write_report(args, results, kinds, figs)
-    print("clean: " + ", ".join(f"{v} {_mean_sd(clean[v])[0]:.2f}%" for v in VARIANTS))
+    write_results(args.out, results, report(args, results, kinds, figs))
+    print("clean: " + ", ".join(f"{v} {mean_sd(clean[v])[0]:.2f}%" for v in VARIANTS))
     print("mean corruption accuracy: " + ", ".join(f"{v} {Rm[v]:.2f}%" for v in VARIANTS))
     print(f"relative difference biological vs uniform: {rel:+.2f}% (paper: +{PAPER_RELATIVE_DIFF}% on Tiny ImageNet-C)")
     print(f"wrote {args.out}/report.md ({time.time() - t0:.0f} s)")
@@ -311,19 +280,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 def make_figures(args, corr, kinds, fronts, conf) -> List[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = []
-
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(os.path.join(args.out, name), dpi=110)
-        plt.close(fig)
-        out.append(name)
-
+    plt = pyplot()
+    out: List[str] = []
     fig, ax = plt.subplots(figsize=(11, 3.6))
     w = 0.27
     for i, v in enumerate(VARIANTS):
@@ -333,7 +291,7 @@ def make_figures(args, corr, kinds, fronts, conf) -> List[str]:
     ax.set_xticklabels(kinds, rotation=45, ha="right", fontsize=7)
     ax.set_ylabel("accuracy (%), mean over severities")
     ax.legend(fontsize=8)
-    save(fig, "corruptions.png")
+    save_fig(fig, args.out, "corruptions.png", out)
 
     fig, ax = plt.subplots(figsize=(4.2, 3.2))
     for v in VARIANTS:
@@ -342,18 +300,16 @@ def make_figures(args, corr, kinds, fronts, conf) -> List[str]:
     ax.set_xlabel("severity")
     ax.set_ylabel("mean accuracy over 15 corruptions (%)")
     ax.legend(fontsize=8)
-    save(fig, "severity.png")
+    save_fig(fig, args.out, "severity.png", out)
 
     for v, f in fronts.items():
-        fig = V1A.plot_conformance(f, os.path.join(args.out, f"conformance_{v}.png"), report=conf[v])
-        plt.close(fig)
-        fig = V1A.plot_filters(f, 32, os.path.join(args.out, f"filters_{v}.png"))
-        plt.close(fig)
+        plt.close(V1A.plot_conformance(f, os.path.join(args.out, f"conformance_{v}.png"), report=conf[v]))
+        plt.close(V1A.plot_filters(f, 32, os.path.join(args.out, f"filters_{v}.png")))
         out += [f"conformance_{v}.png", f"filters_{v}.png"]
     return out
 
 
-def write_report(args, r, kinds, figs) -> None:
+def report(args, r, kinds, figs) -> str:
     clean, R = r["clean_accuracy"], r["robustness_mean_corruption_accuracy"]
     rel = r["relative_difference_bio_vs_uniform_percent"]
     lines = [
@@ -374,8 +330,8 @@ def write_report(args, r, kinds, figs) -> None:
         "|---|---|---|---|",
     ]
     for v in VARIANTS:
-        cm, cs = _mean_sd(clean[v])
-        rm, rs = _mean_sd(R[v])
+        cm, cs = mean_sd(clean[v])
+        rm, rs = mean_sd(R[v])
         lines.append(f"| {v} | {cm:.2f} ± {cs:.2f} | {rm:.2f} ± {rs:.2f} | {r['normalised_robustness'][v]:.3f} |")
     per_seed = ", ".join(f"{x:+.2f}" for x in r["relative_difference_bio_vs_uniform_per_seed_percent"])
     lines += [
@@ -433,8 +389,7 @@ def write_report(args, r, kinds, figs) -> None:
         lines.append("| " + " | ".join(row) + " |")
     if figs:
         lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
-    with open(os.path.join(args.out, "report.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
