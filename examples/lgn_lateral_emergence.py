@@ -1,8 +1,8 @@
 """LGN pre-filter and learned lateral connections: what emerges when an LGN-CNN is trained.
 
 After Bertoni, Montobbio, Sarti & Citti, "Emergence of Lie symmetries in functional architectures
-learned by CNNs" (Front. Comput. Neurosci. 2021) and LGN-CNN (Bertoni, Citti & Sarti 2022),
-STUDIES.md §4.  The model ``tt.models.lgn_cnn`` (ℓ0: one learned filter, ℓ1: 7×7 filters with a
+learned by CNNs" (Front. Comput. Neurosci. 2021) and LGN-CNN (Bertoni, Citti & Sarti 2022).
+The model ``tt.models.lgn_cnn`` (ℓ0: one learned filter, ℓ1: 7×7 filters with a
 learned lateral kernel K, a small classifier) is trained end to end, then:
 
 - ℓ0 is fitted by a Laplacian of Gaussian (``tt.analysis.fit_log``: σ, residual, radial symmetry);
@@ -49,37 +49,34 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 
 import torchtopo as tt
 
-try:
-    from tqdm.auto import tqdm
-except ImportError:  # pragma: no cover
-    def tqdm(it=None, **kw):
-        return it
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the examples' shared helpers
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import add_common_args, fit, parse, pyplot, save_fig, start, write_results
 
 NATURAL_IMAGES = (
     "astronaut", "camera", "chelsea", "coffee", "rocket", "coins",
     "moon", "brick", "grass", "gravel", "hubble_deep_field", "immunohistochemistry",
 )
+OPTIMIZERS = {
+    "adam": lambda params, a: torch.optim.Adam(params, lr=a.lr, weight_decay=a.weight_decay),
+    "sgd": lambda params, a: torch.optim.SGD(params, lr=a.lr, momentum=0.9, weight_decay=a.weight_decay),
+}
 
 
 # ------------------------------------------------------------------------------ configuration
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="runs/lgn_lateral_emergence", help="output folder")
-    p.add_argument("--quick", action="store_true", help="short training (< 2 min on 2 cores)")
-    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # CI smoke test
-    p.add_argument("--dataset", default="auto", choices=["auto", "natural", "mnist", "cifar10"],
-                   help="auto: natural if scikit-image is installed, else mnist")
-    p.add_argument("--data-root", default=None, help="torchvision's CIFAR-10 folder (no download)")
-    p.add_argument("--seed", type=int, default=0)
+    add_common_args(p, out="runs/lgn_lateral_emergence", datasets=["auto", "natural", "mnist", "cifar10"],
+                    quick_help="short training (< 2 min on 2 cores)")
     p.add_argument("--steps", type=int, default=None, help="training steps (mini-batches)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -87,15 +84,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--lateral-steps", type=int, default=2, help="T of LateralConv2d")
     p.add_argument("--lateral-kernel-size", type=int, default=5)
     p.add_argument("--update", default="recurrent", choices=["recurrent", "euler", "diffusion"])
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    p.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS))
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 on all weights (coupled, as in torch.optim)")
     p.add_argument("--init-scale", type=float, default=0.2,
                    help="multiply the random initial ℓ0 and ℓ1 filters by this (no structure is imposed)")
     p.add_argument("--r2-threshold", type=float, default=0.8)
     p.add_argument("--permutations", type=int, default=2000)
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument("--no-plots", action="store_true")
-    a = p.parse_args(argv)
+    a = parse(p, argv, offline=["auto", "natural", "mnist"])
     if a.steps is None:
         a.steps = 6 if a.tiny else (150 if a.quick else 2000)
     if a.tiny:
@@ -108,8 +103,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
             a.dataset = "natural"
         except ImportError:
             a.dataset = "mnist"
-    if a.dataset == "cifar10" and a.data_root is None:
-        p.error("--dataset cifar10 needs --data-root DIR (nothing is downloaded)")
     return a
 
 
@@ -186,12 +179,8 @@ def load_data(a: argparse.Namespace):
         return TensorBatches(xtr, ytr, a.seed), TensorBatches(xte, yte), 1
     tr = tt.data.cifar10(a.data_root, train=True)
     te = tt.data.cifar10(a.data_root, train=False)
-    n_tr = min(len(tr), 10000 if not (a.quick or a.tiny) else 2000)
-    n_te = min(len(te), 2000)
-    xtr = torch.stack([tr[i][0] for i in range(n_tr)])
-    ytr = torch.tensor([int(tr[i][1]) for i in range(n_tr)])
-    xte = torch.stack([te[i][0] for i in range(n_te)])
-    yte = torch.tensor([int(te[i][1]) for i in range(n_te)])
+    xtr, ytr = tt.data.to_tensors(tr, min(len(tr), 10000 if not (a.quick or a.tiny) else 2000))
+    xte, yte = tt.data.to_tensors(te, min(len(te), 2000))
     return TensorBatches(xtr, ytr, a.seed), TensorBatches(xte, yte), 3
 
 
@@ -260,12 +249,8 @@ def _np(t: torch.Tensor):
 
 
 def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]) -> List[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    files = []
+    plt = pyplot()
+    files: List[str] = []
     # ℓ0 and its LoG fit
     ell0 = model.lgn.filter.detach()
     log = after["_log"]
@@ -289,9 +274,7 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
         a_.set_xticks([])
         a_.set_yticks([])
     fig.tight_layout()
-    files.append("l0_log_fit.png")
-    fig.savefig(os.path.join(out, files[-1]), dpi=110)
-    plt.close(fig)
+    save_fig(fig, out, "l0_log_fit.png", files)
     # ℓ1 filters and their Gabor fits
     filt = l1_filters(model)
     gab = after["_gabor"]
@@ -311,9 +294,7 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
         a_.set_yticks([])
     fig.suptitle("ℓ1 filters (rows 1, 3, …) and Gabor fits (rows 2, 4, …), best fit first", fontsize=8)
     fig.tight_layout()
-    files.append("l1_gabor_fits.png")
-    fig.savefig(os.path.join(out, files[-1]), dpi=110)
-    plt.close(fig)
+    save_fig(fig, out, "l1_gabor_fits.png", files)
     # R² histogram before / after
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     bins = torch.linspace(-0.2, 1.0, 25).tolist()
@@ -324,34 +305,24 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     ax.set_ylabel("filters")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    files.append("l1_gabor_r2.png")
-    fig.savefig(os.path.join(out, files[-1]), dpi=110)
-    plt.close(fig)
+    save_fig(fig, out, "l1_gabor_r2.png", files)
     # lateral selectivity, before and after
     fig, ax = plt.subplots(figsize=(4.8, 3.5))
     tt.analysis.plot_lateral_selectivity(after["_sel"], ax=ax, label="trained K")
-    fig.savefig(os.path.join(out, "lateral_selectivity.png"), dpi=110)
-    files.append("lateral_selectivity.png")
-    plt.close(fig)
+    save_fig(fig, out, "lateral_selectivity.png", files)
     fig = tt.analysis.plot_association_field(after["_field"])
-    files.append("association_field.png")
-    fig.savefig(os.path.join(out, files[-1]), dpi=110)
-    plt.close(fig)
+    save_fig(fig, out, "association_field.png", files)
     units = torch.nonzero(after["_mask"]).flatten()
     units = units[torch.argsort(after["_gabor"]["r2"][units], descending=True)][:8].tolist()
     fig = tt.analysis.plot_unit_association_fields(model.v1.lateral_weight.detach(), gab["orientation"], units,
                                                    mask=after["_mask"])
-    files.append("association_fields_units.png")
-    fig.savefig(os.path.join(out, files[-1]), dpi=110)
-    plt.close(fig)
+    save_fig(fig, out, "association_fields_units.png", files)
     fig, ax = plt.subplots(figsize=(4.5, 3))
     ax.plot(losses, lw=0.7)
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     fig.tight_layout()
-    files.append("training_loss.png")
-    fig.savefig(os.path.join(out, files[-1]), dpi=110)
-    plt.close(fig)
+    save_fig(fig, out, "training_loss.png", files)
     return files
 
 
@@ -362,36 +333,24 @@ def _public(d: Dict) -> Dict:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     a = parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    os.makedirs(a.out, exist_ok=True)
-    torch.manual_seed(a.seed)
+    start(a)
     train, test, in_ch = load_data(a)
-    model = tt.models.lgn_cnn(
-        train.num_classes, in_ch, channels=a.channels, steps=a.lateral_steps,
+    torch.manual_seed(a.seed)  # the model's initialisation (after loading: a DataLoader draws a seed)
+    model = tt.models.get_model(
+        "lgn_cnn", num_classes=train.num_classes, in_channels=in_ch, channels=a.channels, steps=a.lateral_steps,
         lateral_kernel_size=a.lateral_kernel_size, update=a.update,
     )
     with torch.no_grad():
         model.lgn.weight.mul_(a.init_scale)
         model.v1.conv.weight.mul_(a.init_scale)
     before = analyse(model, a)
-    if a.optimizer == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9, weight_decay=a.weight_decay)
+    opt = OPTIMIZERS[a.optimizer](model.parameters(), a)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, a.steps))
-    losses: List[float] = []
+    losses: List[torch.Tensor] = []
     t0 = time.time()
-    running = torch.zeros(())
-    for step in tqdm(range(a.steps), desc="train", mininterval=2.0):
-        x, y = train.batch(a.batch_size)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running = loss.detach()
-        losses.append(running)
+    fit(model.to(a.device), lambda ep: (train.batch(a.batch_size) for _ in range(a.steps)), opt, sched=sched,
+        sched_every="batch", device=a.device, step_losses=losses)
+    model.cpu()
     losses_f = [float(v) for v in torch.stack(losses)] if losses else []
     train_s = time.time() - t0
     acc = evaluate(model, test, n=200 if a.tiny else 2000)
@@ -416,13 +375,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     }
     figures = [] if a.no_plots else make_figures(a.out, model, after, before, losses_f)
     results["figures"] = figures
-    with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump(results, f, indent=1, default=float)
-    write_report(a, results)
+    write_results(a.out, results, report(a, results))
     return results
 
 
-def write_report(a: argparse.Namespace, r: Dict) -> None:
+def report(a: argparse.Namespace, r: Dict) -> str:
     tr, un = r["trained"], r["untrained"]
     l0, l0u = tr["l0"], un["l0"]
     lat = tr["lateral"]
@@ -482,8 +439,7 @@ def write_report(a: argparse.Namespace, r: Dict) -> None:
         "what the study reports; compare with the shuffled-K column before reading anything into them.",
         "",
     ]
-    with open(os.path.join(a.out, "report.md"), "w") as f:
-        f.write("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
