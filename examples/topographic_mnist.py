@@ -38,7 +38,7 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the examples' 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _claims import claim_table, summarise, table
 from _common import Checkpoints, add_common_args, fit, parse, parse_shard, progress, start, write_results
-from _topographic_figures import figures
+from _topographic_report import figures, report
 
 NOISE_LEVELS = [0.01, 0.05, 0.1, 0.15, 0.2]
 WEIGHT_SIGMAS = [0.01, 0.02, 0.05, 0.1, 0.2]
@@ -359,87 +359,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
         "figures": files,
         "elapsed_s": elapsed,
     }
-    write_results(args.out, payload, report(args, data, summary, tables, claim_lines, files, elapsed))
+    write_results(args.out, payload, report(args, data, summary, tables, claim_lines, files, elapsed,
+                                            representative_lambda(args)))
     return payload
-
-
-def report(args, data, summary, tables, claim_lines, files, elapsed) -> str:
-    def fig(name, caption):
-        return f"![{caption}]({name})\n\n*{caption}*\n\n" if name in files else ""
-
-    lam = representative_lambda(args)
-    notes = [
-        "Truong & Hasson train on full MNIST (48k/12k) for 10 epochs at Adam lr 1e-3, batch 64. The offline "
-        "sample has 3,200 training images after the 80/20 split, i.e. 15× fewer steps per epoch, so on it "
-        "the defaults are batch 32 and lr 3e-3 (pass --lr 1e-3 --batch-size 64 for the paper's values); "
-        "accuracies are therefore far below full-MNIST levels and every comparison is between small models.",
-        "AS uses the pre-ReLU fc1 output and 1 − Pearson r over the batch (the paper's AS training code "
-        "is not released; this is the natural reading). WS uses correlation distance on MNIST and cosine on "
-        "CIFAR-10, as in the released models.",
-        "Expert units: d′ > 1 (the paper's threshold is not published). Localisation is torchtopo's "
-        "statistic (1 − mean expert distance / mean random distance), not necessarily the paper's.",
-        "Weight noise is absolute (σ in weight units) on fc1 or on all parameters; the RSM cosine compares "
-        "the off-diagonal upper triangles of the fc2 class-weight correlation matrices.",
-        "Input noise is added in [0, 1] pixel space and clamped; pink noise has true 1/f power "
-        "(the released code's amplitude ÷ f is brown noise).",
-    ]
-    return "".join([
-        "# Topographic regularization: WS vs AS (Truong & Hasson)\n\n",
-        f"Dataset: **{args.dataset}**, {data[0].shape[0]} training images (80/20 train/validation split per "
-        f"seed) and {data[2].shape[0]} test images; {args.epochs} epochs, Adam lr {args.lr:g}, batch "
-        f"{args.batch_size}; {args.seeds} model(s) per condition, λ ∈ {args.lambdas}; WS distance "
-        f"{args.ws_distance}, AS distance {args.as_distance} (pre-ReLU fc1, 11×11, 8 neighbours). "
-        f"Values are mean ± SD over models. This invocation took {elapsed:.0f} s "
-        f"({args._counts['trained']} models trained, {args._counts['loaded']} loaded from --out/checkpoints).\n\n",
-        "## Accuracy and smoothness\n\n",
-        "acc: test accuracy (%); morans_i: Moran's I of each test image's 11×11 pre-ReLU fc1 map "
-        "(binary 8-neighbour weights), averaged over images; neighbor_r: mean Pearson r between "
-        "neighbouring units' responses over the test set.\n\n",
-        tables["main"] + "\n\n",
-        fig("metrics_vs_lambda.png", "Metrics against λ (WS, AS; black line and band: control)"),
-        "## Robustness\n\n",
-        "Accuracy change (percentage points) from the same model's clean accuracy. noise_*: mean over "
-        "the levels 0.01, 0.05, 0.1, 0.15, 0.2 of white (σ), pink (σ, true 1/f power) and "
-        "salt-and-pepper (p) noise in [0, 1] pixel space; wnoise_*_0.1: Gaussian weight noise σ = 0.1 on "
-        "fc1 only or on all layers; wnoise_all_rsm_0.1: cosine similarity of the readout (fc2) "
-        "class-weight RSM before/after."
-        + (" common_mean_change: mean over the 15 ImageNet-C corruptions × 5 severities "
-           "(torchtopo's torch re-implementation, frost synthesised)." if args.common_corruptions else "")
-        + "\n\n",
-        tables["rob"] + "\n\n",
-        fig("weight_noise.png", "Weight-noise robustness (control and λ = %g)" % lam),
-        fig("corruptions.png", "Input-noise robustness (control and λ = %g)" % lam),
-        fig("common_corruptions.png", "The 15 common corruptions"),
-        fig("noise_examples.png", "A test digit under the three noises"),
-        "## Representations\n\n",
-        "corr_abs_mean: mean |r| over all unit pairs; corr_bimodality: Sarle's bimodality coefficient "
-        "(skew² + 1)/kurtosis of the pairwise r (> 0.555 suggests bimodality); entropy: Shannon entropy "
-        "(bits, 32 bins) of each unit's pre-ReLU activations; poz: % of test inputs with zero post-ReLU "
-        "output; dead_units: units that are never active; ed_*: participation ratio of the activation "
-        "covariance and of the fc1 weight rows; sensitivity: activation variance across stimuli; "
-        "weight_norm: mean ‖w_i‖ of fc1 rows.\n\n",
-        tables["repr"] + "\n\n",
-        fig("correlation_structure.png", "Correlation vs grid distance, and the distribution of pairwise r"),
-        "## Category selectivity, localisation and probes\n\n",
-        "expert_fraction: share of units with d′ > 1 for some class; localization: 1 − (mean sheet "
-        "distance between a class's experts)/(mean distance between random units), averaged over classes; "
-        "dprime_morans_i: Moran's I of the per-class d′ maps; osi: mean orientation selectivity index "
-        "(gratings); orientation_morans_i: Moran's I of the preferred-orientation map (cos 2θ, sin 2θ); "
-        "symmetry_abs_dprime: mean |d′| symmetric vs asymmetric patterns; eccentricity_slope: mean slope "
-        "of the response to a blob against its distance from the centre.\n\n",
-        tables["func"] + "\n\n",
-        *(fig(f"maps_per_class_{n}.png", f"{n}: mean fc1 map per class")
-          + fig(f"experts_{n}.png", f"{n}: selectivity maps and expert units") for n in summary),
-        fig("orientation_maps.png", "Preferred-orientation maps"),
-        "## Notes and deviations from the study\n\n",
-        "".join(f"* {n}\n" for n in notes) + "\n",
-        "## Published claims (Truong & Hasson, arXiv:2508.00043) against this run\n\n",
-        "Automatic verdicts: a difference counts when it exceeds 2 standard errors. Models with the same "
-        "seed share their initialisation and data split across conditions, so differences are paired by "
-        "seed (SE = SD of the per-seed differences / √n); with 3 seeds this is a lenient heuristic, not a "
-        "significance test. With one model per condition only the direction is reported.\n\n",
-        "\n".join(claim_lines) + "\n",
-    ])
 
 
 if __name__ == "__main__":
