@@ -21,7 +21,7 @@ from typing import Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-from ._checks import check_choice, check_int, check_positive
+from ._checks import check_bool, check_choice, check_int, check_positive
 
 __all__ = ["Grid", "GridLike", "as_grid"]
 
@@ -36,7 +36,7 @@ class Grid:
         width: number of columns (≥ 1).
         radius: neighbourhood radius in grid steps (> 0).
         metric: ``"chebyshev"``, ``"manhattan"`` or ``"euclidean"``.
-        wrap: if True, opposite edges are joined (a torus).
+        wrap: True joins opposite edges (a torus); must be a bool.
 
     Example:
         >>> g = Grid(11, 11)
@@ -58,7 +58,7 @@ class Grid:
         r = check_positive(radius, "radius", "Grid")
         self.radius = int(radius) if isinstance(radius, numbers.Integral) else r
         self.metric = check_choice(metric, _METRICS, "metric", "Grid")
-        self.wrap = bool(wrap)
+        self.wrap = check_bool(wrap, "wrap", "Grid")
         self._pair_cache: dict = {}
 
     # ------------------------------------------------------------------ basics

@@ -297,7 +297,9 @@ class HebbianLoss(Term):
 
     ``local=True`` (the authors' training): the term's gradient reaches only this layer's own
     parameters: the layer is recomputed inside the loss on its captured input, *detached*
-    (one extra forward of that layer).  ``local=False``: plain end-to-end gradient through the
+    (one extra forward of that layer, under the autocast state the layer's forward ran under,
+    calling its ``forward`` directly so that no forward hook, e.g. another regularizer's
+    capture, sees it).  ``local=False``: plain end-to-end gradient through the
     captured output, reaching every earlier layer too.
 
     Args:
@@ -315,6 +317,7 @@ class HebbianLoss(Term):
         self.local = check_bool(local, "local", "HebbianLoss")
         self.needs_input = local
         self.needs_output = not local
+        self.recomputes = local
         self._channels: Optional[int] = None
         self._name = "?"
 
@@ -350,7 +353,7 @@ class HebbianLoss(Term):
             if not inputs:
                 raise ValueError(f"HebbianLoss on {self._name!r}: no captured input to recompute the layer on")
             x = self._check(inputs[0], "input")
-            z = module(x.detach())
+            z = module.forward(x.detach())  # .forward: no other hook sees the recomputation
         else:
             z = self._check(output, "output")
         check_channels(z, self._channels, "output", f"HebbianLoss on {self._name!r}")

@@ -7,6 +7,32 @@ A :class:`Term` says what it needs from its layer (its weights, its input, its o
 :class:`Regularizer` registers one forward hook per layer whose terms need activations; the hook
 keeps the layer's input and/or output of the *last* forward pass run with gradients enabled
 (nothing is captured under ``torch.no_grad()``), and :meth:`Regularizer.penalty` releases them.
+
+Training-loop semantics:
+
+* **Copies of the model** (``copy.deepcopy``, ``torch.optim.swa_utils.AveragedModel``, pickling
+  with ``torch.save(model)``) carry a disabled hook: a copy's forward never feeds the original's
+  regularizer, and the model pickles while attached.  ``copy.deepcopy(reg)`` copies the model
+  too and returns a regularizer attached to that copy (``reg2.model``).
+* **Gradient accumulation**: each micro-batch's activations are used by the ``penalty()`` that
+  follows its forward, so call ``penalty()`` once per micro-batch, with ``advance=False`` on all
+  but the last so that the strength schedule advances once per optimiser step::
+
+      for i, (x, y) in enumerate(micro_batches):
+          loss = F.cross_entropy(model(x), y) + reg.penalty(advance=i == len(micro_batches) - 1)
+          (loss / len(micro_batches)).backward()
+
+  An activation term then sees each micro-batch on its own (its statistics are over the
+  micro-batch).  A second forward before ``penalty()`` overwrites the first's activations; that
+  is warned about once per layer.
+* **Activation checkpointing**: use ``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)``:
+  the forward is captured as usual and the recomputation that runs inside ``backward()`` is not.
+  The reentrant variant runs the forward under ``no_grad``, so a layer inside it captures nothing
+  (``penalty()`` then says there are no captured activations).
+* **DistributedDataParallel**: each rank captures its own batch; ``ActivationSimilarity(sync=True)``
+  gathers the batch over ranks.  **DataParallel** replicas are not supported for activation
+  terms (the replicas' forwards would race for one capture): ``penalty()`` says so; weight terms
+  work.
 """
 from __future__ import annotations
 
@@ -19,7 +45,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ._checks import resolve_module
+from ._checks import check_int, resolve_module
+from ._hooks import Capture, CaptureHook, from_json, term_types, warn_once
 from .grid import Grid, GridLike, as_grid
 
 __all__ = ["Term", "Regularizer", "attach", "Strength", "describe_module", "infer_units"]
@@ -62,6 +89,9 @@ class Term(abc.ABC):
 
     needs_input: bool = False
     needs_output: bool = False
+    #: True when :meth:`loss` reruns the layer on its captured input; the regularizer then runs
+    #: :meth:`loss` under the autocast state the layer's forward ran under.
+    recomputes: bool = False
 
     def __init__(self, strength: Strength = 1.0) -> None:
         if callable(strength):
@@ -92,8 +122,24 @@ class Term(abc.ABC):
         the layer's last forward (None unless the term needs them)."""
 
     def options(self) -> Dict[str, Any]:
-        """The term's own options for :meth:`config` (JSON-able)."""
+        """The term's own options for :meth:`config` (JSON-able); they must be the keyword
+        arguments of the term's constructor, so that :meth:`Regularizer.from_config` rebuilds it."""
         return {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The term's mutable state: the state of every ``torch.Generator`` it holds (e.g. the
+        window draws of :class:`~torchtopo.SpatialCorrelation`)."""
+        gens = {k: v.get_state() for k, v in vars(self).items() if isinstance(v, torch.Generator)}
+        return {"generators": gens} if gens else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        for k, st in dict(state).get("generators", {}).items():
+            g = getattr(self, k, None)
+            if not isinstance(g, torch.Generator):
+                g = torch.Generator()
+                setattr(self, k, g)
+            g.set_state(st)
 
     def config(self) -> Dict[str, Any]:
         s = self.strength
@@ -146,35 +192,49 @@ class Regularizer:
     """Terms attached to a model's layers; made by :func:`attach`.
 
     Attributes:
-        step: the number of :meth:`penalty` calls so far; strength schedules are evaluated at
-            it.  Settable (e.g. when resuming training).
+        step: the number of :meth:`penalty` calls so far (that advanced it); strength schedules
+            are evaluated at it.  Settable, saved by :meth:`state_dict`.
     """
 
     def __init__(self, model: nn.Module, entries: List[_Entry]) -> None:
         self.model = model
         self.step = 0
         self._entries = entries
-        self._captured: Dict[str, Tuple[Optional[tuple], Any]] = {}
+        self._captured: Dict[str, Capture] = {}
         self._last: Dict[str, Tensor] = {}
         self._suspended = False
+        self._removed = False
+        self._warned: set = set()
+        self._hooks: Dict[str, CaptureHook] = {}
         self._handles = []
         seen = {}
         for e in entries:
             if e.term.needs_input or e.term.needs_output:
                 seen.setdefault(e.name, (e.module, []))[1].append(e.term)
         for name, (module, terms) in seen.items():
-            need_in = any(t.needs_input for t in terms)
-            need_out = any(t.needs_output for t in terms)
-            self._handles.append(module.register_forward_hook(self._make_hook(name, need_in, need_out)))
+            hook = CaptureHook(self, module, name, any(t.needs_input for t in terms), any(t.needs_output for t in terms))
+            self._hooks[name] = hook
+            self._handles.append(module.register_forward_hook(hook))
 
     # ----------------------------------------------------------------- capture
-    def _make_hook(self, name: str, need_in: bool, need_out: bool):
-        def hook(module, inputs, output):
-            if self._suspended or not torch.is_grad_enabled():
-                return
-            self._captured[name] = (inputs if need_in else None, output if need_out else None)
+    def _store(self, name: str, capture: Capture) -> None:
+        if name in self._captured:
+            warn_once(
+                self._warned, name,
+                f"the layer {name!r} ran forward again before penalty(): only the last forward's "
+                f"activations are used.  For gradient accumulation call penalty() after each "
+                f"micro-batch's forward (advance=False on all but the last); see "
+                f"torchtopo.regularizer.",
+                stacklevel=4,
+            )
+        self._captured[name] = capture
 
-        return hook
+    def _check_attached(self, who: str) -> None:
+        if self._removed:
+            raise RuntimeError(
+                f"{who}: this regularizer was removed (reg.remove(), or its with-block ended): its "
+                f"hooks are gone and it captures nothing; attach the terms again with tt.attach()"
+            )
 
     # ------------------------------------------------------------------ public
     @property
@@ -184,41 +244,86 @@ class Regularizer:
 
     def _compute(self, e: _Entry) -> Optional[Tensor]:
         t = e.term
-        if t.needs_input or t.needs_output:
-            if e.name not in self._captured:
-                return None
-            inputs, output = self._captured[e.name]
-            return t.loss(e.module, inputs, output)
-        return t.loss(e.module, None, None)
+        if not (t.needs_input or t.needs_output):
+            return t.loss(e.module, None, None)
+        if e.name not in self._captured:
+            return None
+        cap = self._captured[e.name]
+        for what, z in (("input", cap.inputs[0] if t.needs_input and cap.inputs else None), ("output", cap.output if t.needs_output else None)):
+            if isinstance(z, Tensor) and z.numel() == 0:
+                raise ValueError(
+                    f"{type(t).__name__} on {e.key!r}: the layer ran on an empty batch (its {what} "
+                    f"has shape {tuple(z.shape)}); skip empty batches before the forward"
+                )
+        if t.recomputes:
+            with cap.autocast.context():
+                return t.loss(e.module, cap.inputs, cap.output)
+        return t.loss(e.module, cap.inputs, cap.output)
 
-    def penalty(self) -> Tensor:
+    def _strength(self, e: _Entry) -> float:
+        t = e.term
+        if not callable(t.strength):
+            return t.strength
+        raw = t.strength(self.step)
+        try:
+            s = float(raw)
+        except (TypeError, ValueError):
+            s = None
+        if s is None or not math.isfinite(s) or s < 0:
+            raise ValueError(
+                f"{type(t).__name__} on {e.key!r}: the strength schedule returned {raw!r} at step "
+                f"{self.step}; it must return a finite number >= 0"
+            )
+        return s
+
+    def _missing(self, e: _Entry) -> RuntimeError:
+        hook = self._hooks.get(e.name)
+        if hook is not None and hook.replica_called:
+            return RuntimeError(
+                f"{type(e.term).__name__} on {e.key!r}: the layer ran in nn.DataParallel replicas, "
+                f"whose activations are not captured (they would race for one capture); use "
+                f"DistributedDataParallel (one process per GPU) for activation terms"
+            )
+        return RuntimeError(
+            f"{type(e.term).__name__} on {e.key!r} has no captured activations: run the model "
+            f"forward with gradients enabled before penalty() (nothing is captured under "
+            f"torch.no_grad(), and penalty() releases what it used)"
+        )
+
+    def penalty(self, *, advance: bool = True) -> Tensor:
         """Σ strength(step) × loss over the terms, differentiable; then releases the captured
-        activations and advances :attr:`step`.
+        activations and, with ``advance`` (default), advances :attr:`step` by one.
+
+        Args:
+            advance: False keeps :attr:`step` (gradient accumulation: one ``penalty()`` per
+                micro-batch, ``advance=True`` only on the last; see the module docstring).
 
         Raises:
             RuntimeError: an activation term's layer has not run forward with gradients enabled
-                since the last ``penalty()``.
+                since the last ``penalty()``, or the regularizer was removed.
+            ValueError: a strength schedule returned NaN, inf or a negative number; a layer ran
+                on an empty batch.
         """
+        self._check_attached("penalty()")
+        if not isinstance(advance, bool):
+            raise TypeError(f"penalty(): advance must be True or False, got {type(advance).__name__} ({advance!r})")
         total: Optional[Tensor] = None
         last = {}
         self._suspended = True
         try:
             for e in self._entries:
+                s = self._strength(e)
                 l = self._compute(e)
                 if l is None:
-                    raise RuntimeError(
-                        f"{type(e.term).__name__} on {e.name!r} has no captured activations: run "
-                        f"the model forward with gradients enabled before penalty() (nothing is "
-                        f"captured under torch.no_grad(), and penalty() releases what it used)"
-                    )
+                    raise self._missing(e)
                 last[e.key] = l.detach()
-                s = e.term.strength_at(self.step)
                 total = s * l if total is None else total + s * l
         finally:
             self._suspended = False
         self._captured.clear()
         self._last = last
-        self.step += 1
+        if advance:
+            self.step += 1
         if total is None:
             p = next(self.model.parameters(), None)
             return torch.zeros((), device=None if p is None else p.device)
@@ -249,15 +354,95 @@ class Regularizer:
         self._captured.clear()
 
     def remove(self) -> None:
-        """Remove every hook and captured tensor; the model is left as it was."""
+        """Remove every hook and captured tensor; the model is left as it was.  ``penalty()``
+        then raises; :meth:`losses` still reports."""
         for h in self._handles:
             h.remove()
+        for hook in self._hooks.values():
+            hook._owner = None
         self._handles = []
         self._captured.clear()
+        self._removed = True
 
+    # ------------------------------------------------------------- persisting
     def config(self) -> Dict[str, Any]:
-        """JSON-able description of the attached terms."""
+        """JSON-able description of the attached terms; :meth:`from_config` rebuilds them."""
         return {"step": self.step, "terms": {e.key: {"module": e.name, **e.term.config()} for e in self._entries}}
+
+    def state_dict(self) -> Dict[str, Any]:
+        """``{"step": step, "terms": {key: term.state_dict()}}``: what a resumed run needs
+        besides the terms' options (:meth:`config`).  Loads with ``torch.load(weights_only=True)``."""
+        return {"step": self.step, "terms": {e.key: e.term.state_dict() for e in self._entries}}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :attr:`step` and the terms' state from :meth:`state_dict`; the term keys must
+        match."""
+        if not isinstance(state, Mapping) or "step" not in state or "terms" not in state:
+            raise TypeError(f"load_state_dict: state must be a dict with 'step' and 'terms' (from Regularizer.state_dict()), got {state!r:.80}")
+        step = check_int(state["step"], "state['step']", "load_state_dict", minimum=0)
+        terms = state["terms"]
+        mine = {e.key for e in self._entries}
+        if not isinstance(terms, Mapping) or set(terms) != mine:
+            got = sorted(terms) if isinstance(terms, Mapping) else type(terms).__name__
+            raise ValueError(f"load_state_dict: the saved terms {got} do not match this regularizer's {sorted(mine)}")
+        for e in self._entries:
+            e.term.load_state_dict(terms[e.key])
+        self.step = step
+
+    @classmethod
+    def from_config(
+        cls, model: nn.Module, config: Mapping[str, Any], *, strengths: Optional[Mapping[str, Strength]] = None
+    ) -> "Regularizer":
+        """Attach to ``model`` the terms that ``config`` (from :meth:`config`) describes, at its
+        step.  A callable strength is stored as ``"callable:<name>"`` and cannot be rebuilt:
+        pass it in ``strengths={key: schedule}`` (keys as in :attr:`terms`).  Term state (e.g.
+        a generator's position) comes with :meth:`load_state_dict`."""
+        if not isinstance(config, Mapping) or not isinstance(config.get("terms"), Mapping):
+            raise TypeError(f"from_config: config must be the dict of Regularizer.config(), got {type(config).__name__}")
+        strengths = dict(strengths or {})
+        types = term_types(Term)
+        spec: Dict[str, List[Term]] = {}
+        for key, tc in config["terms"].items():
+            tc = dict(tc)
+            name = key.rsplit("[", 1)[0] if key.endswith("]") else key
+            kind, strength = tc.pop("type", None), strengths.pop(key, tc.pop("strength", 1.0))
+            tc.pop("module", None)
+            if kind not in types:
+                raise ValueError(f"from_config: term {key!r} has type {kind!r}, which is not a torchtopo term ({', '.join(sorted(types))})")
+            if isinstance(strength, str):
+                raise ValueError(
+                    f"from_config: term {key!r} ({kind}) has a callable strength ({strength}), which "
+                    f"a config cannot hold; pass it as from_config(..., strengths={{{key!r}: schedule}})"
+                )
+            try:
+                term = types[kind](strength, **{k: from_json(k, v) for k, v in tc.items()})
+            except TypeError as err:
+                raise TypeError(f"from_config: term {key!r}: the options {sorted(tc)} do not fit {kind}: {err}") from None
+            spec.setdefault(name, []).append(term)
+        if strengths:
+            raise ValueError(f"from_config: strengths given for {sorted(strengths)}, which are not terms of the config")
+        reg = attach(model, spec)
+        reg.step = check_int(config.get("step", 0), "config['step']", "from_config", minimum=0)
+        return reg
+
+    # ----------------------------------------------------------------- copies
+    def __deepcopy__(self, memo) -> "Regularizer":
+        model = copy.deepcopy(self.model, memo)
+        modules = dict(model.named_modules())
+        entries = [_Entry(e.key, e.name, modules[e.name], copy.deepcopy(e.term, memo)) for e in self._entries]
+        new = type(self)(model, entries)
+        new.step = self.step
+        if self._removed:
+            new.remove()
+        return new
+
+    def __reduce__(self):
+        raise TypeError(
+            "a Regularizer holds hooks on a live model and cannot be pickled or copied with "
+            "copy.copy; save reg.config() and reg.state_dict() and rebuild with "
+            "tt.Regularizer.from_config(model, config) + load_state_dict (copy.deepcopy(reg) "
+            "copies the model too)"
+        )
 
     def __enter__(self) -> "Regularizer":
         return self
