@@ -80,15 +80,37 @@ def test_pgd_bad_input_and_eps_zero():
         adv.pgd(model, x, y.float(), eps=0.1)
 
 
+def test_bad_inputs_are_named():
+    model, x, y = _model_and_data()
+    for clip in ((1.0, 0.0), (0.5, 0.5)):
+        with pytest.raises(ValueError, match=r"clip must be \(lo, hi\) with lo < hi"):
+            adv.pgd(model, x, y, eps=0.1, clip=clip)
+    with pytest.raises(TypeError, match="clip must be None or a pair"):
+        adv.pgd(model, x, y, eps=0.1, clip=1.0)
+    with pytest.raises(ValueError, match="clip.*finite"):
+        adv.gaussian_noise_accuracy(model, x, y, clip=(0.0, float("inf")))
+    xi = (x * 255).to(torch.uint8)
+    for fn in (adv.accuracy, adv.pgd_accuracy, adv.gaussian_noise_accuracy):
+        kw = {"eps": 0.1} if fn is adv.pgd_accuracy else {}
+        with pytest.raises(TypeError, match=r"x \(images in \[0, 1\]\) must be a floating-point tensor, got dtype torch.uint8"):
+            fn(model, xi, y, **kw)
+        with pytest.raises(TypeError, match="must be a real tensor, got complex"):
+            fn(model, x.to(torch.complex64), y, **kw)
+        with pytest.raises(ValueError, match=r"one label per image\), got shape \(7,\)"):
+            fn(model, x, y[:7], **kw)
+        with pytest.raises(ValueError, match="at least one sample"):
+            fn(model, x[:0], y[:0], **kw)
+
+
 def test_accuracies_against_direct_count():
     model, x, y = _model_and_data(1)
     with torch.no_grad():
-        want = float((model(x).argmax(1) == y).float().mean())
+        want = 100.0 * float((model(x).argmax(1) == y).float().mean())  # percent
     assert adv.accuracy(model, x, y, batch_size=3) == pytest.approx(want)
     g = torch.Generator().manual_seed(5)
     xn = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(0, 1)
     with torch.no_grad():
-        want_n = float((model(xn).argmax(1) == y).float().mean())
+        want_n = 100.0 * float((model(xn).argmax(1) == y).float().mean())
     assert adv.gaussian_noise_accuracy(model, x, y, 0.2, seed=5) == pytest.approx(want_n)
     r0 = adv.pgd_accuracy(model, x, y, eps=0.0)
     assert r0 == pytest.approx(want)
@@ -116,3 +138,66 @@ def test_sparsity_stats_against_direct_computation():
     assert s["0.act"]["top10_share"] == pytest.approx(sum(pos) / len(pos), rel=1e-5)
     with pytest.raises(ValueError, match="no module"):
         adv.sparsity_stats(model, x, ["nope"])
+
+
+# ----------------------------------------------------------------------------- AutoAttack
+def _ten_class_model(n=24, seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    x = torch.rand(n, 1, 6, 6)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # clean accuracy 100 %
+    return model, x, y
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.05), ("l2", 0.2)])
+def test_autoattack_at_most_pgd(norm, eps):
+    pytest.importorskip("torchattacks")
+    model, x, y = _ten_class_model()
+    model.train()
+    pgd_acc = adv.pgd_accuracy(model, x, y, eps=eps, norm=norm.lower(), steps=20)
+    aa = adv.autoattack(model, x, y, norm=norm, eps=eps, version="rand", batch_size=10)
+    assert 0.0 <= aa <= pgd_acc < 100.0  # the ensemble is at least as strong as PGD here
+    assert model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert adv.autoattack(model, x, y, eps=0.0) == 100.0
+
+
+def test_autoattack_standard_version_runs():
+    pytest.importorskip("torchattacks")
+    model, x, y = _ten_class_model(n=4, seed=1)
+    aa = adv.autoattack(model, x, y, eps=0.1, seed=3)
+    assert aa <= adv.pgd_accuracy(model, x, y, eps=0.1)
+    assert aa == adv.autoattack(model, x, y, eps=0.1, seed=3)  # seeded
+
+
+def test_autoattack_bad_input():
+    pytest.importorskip("torchattacks")
+    model, x, y = _ten_class_model(n=4)
+    with pytest.raises(ValueError, match="norm must be 'Linf' or 'L2', got 'L1'"):
+        adv.autoattack(model, x, y, norm="L1", eps=0.1)
+    with pytest.raises(ValueError, match="version must be one of"):
+        adv.autoattack(model, x, y, eps=0.1, version="fast")
+    with pytest.raises(ValueError, match=r"images in \[0, 1\]"):
+        adv.autoattack(model, x * 3, y, eps=0.1)
+    with pytest.raises(ValueError, match="eps"):
+        adv.autoattack(model, x, y, eps=-1.0)
+    m3, x3, y3 = _model_and_data()
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        adv.autoattack(m3, x3, y3, eps=0.1)
+
+
+def test_autoattack_without_torchattacks_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name == "torchattacks" or name.startswith("torchattacks."):
+            raise ImportError("No module named 'torchattacks'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.delitem(__import__("sys").modules, "torchattacks", raising=False)
+    model, x, y = _ten_class_model(n=4)
+    with pytest.raises(ImportError, match=r"pip install 'torchtopo\[attacks\]'"):
+        adv.autoattack(model, x, y, eps=0.1)

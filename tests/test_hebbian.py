@@ -63,6 +63,46 @@ def test_gdn_state_dict_roundtrip():
     assert set(g.state_dict()) == {"beta_param", "gamma_param"}
 
 
+def _compressai_state(beta, gamma, beta_min=1e-6, pedestal=2.0 ** -36):
+    """A state dict in the format of compressai.layers.GDN: parameters stored as
+    sqrt(θ + pedestal), buffers pedestal and lower_bound.bound = sqrt(minimum + pedestal)."""
+    return {
+        "beta": torch.sqrt(beta + pedestal),
+        "gamma": torch.sqrt(gamma + pedestal),
+        "beta_reparam.pedestal": torch.tensor([pedestal]),
+        "beta_reparam.lower_bound.bound": torch.tensor([(beta_min + pedestal) ** 0.5]),
+        "gamma_reparam.pedestal": torch.tensor([pedestal]),
+        "gamma_reparam.lower_bound.bound": torch.tensor([pedestal ** 0.5]),
+    }
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gdn_loads_compressai_state_dict(inverse):
+    beta = torch.tensor([1.5, 0.5, 2.0])
+    gamma = torch.tensor([[0.2, 0.0, 0.1], [0.05, 0.3, 0.0], [0.0, 0.4, 0.1]])
+    g = tt.GDN(3, inverse=inverse)
+    res = g.load_state_dict(_compressai_state(beta, gamma))
+    assert not res.missing_keys and not res.unexpected_keys
+    torch.testing.assert_close(g.beta.detach(), beta)
+    torch.testing.assert_close(g.gamma.detach(), gamma)
+    x = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(0))
+    norm = beta.view(1, 3, 1, 1) + torch.einsum("ij,bjhw->bihw", gamma, x ** 2)
+    want = x * norm.sqrt() if inverse else x / norm.sqrt()
+    torch.testing.assert_close(g(x), want, rtol=1e-5, atol=1e-6)
+    # inside a model, under a prefix; and with another pedestal (re-encoded with ours)
+    m = nn.Sequential(nn.Identity(), tt.GDN(3, inverse=inverse))
+    sd = {"1." + k: v for k, v in _compressai_state(beta, gamma, pedestal=2.0 ** -20).items()}
+    m.load_state_dict(sd)
+    torch.testing.assert_close(m[1].gamma.detach(), gamma, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(m(x), want, rtol=1e-5, atol=1e-5)
+    # its own names still load, and a wrong shape is still an error
+    h = tt.GDN(3, inverse=inverse)
+    h.load_state_dict(g.state_dict())
+    torch.testing.assert_close(h(x), g(x))
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        tt.GDN(4).load_state_dict(_compressai_state(beta, gamma))
+
+
 def test_gdn_bad_input():
     with pytest.raises(ValueError, match="channels-last"):
         tt.GDN(3)(torch.randn(2, 5, 5, 3))

@@ -4,15 +4,17 @@ and ℓ2 (Madry et al., ICLR 2018), Gaussian-noise accuracy, and activation spar
 Images live in [0, 1] (put :class:`torchtopo.data.Normalize` first in the model); ε is in that
 pixel scale (the paper's ℓ∞ 2/255 and ℓ2 0.25 on CIFAR-10).
 
-**Why our own PGD and not AutoAttack.**  PGD (Madry et al. 2018) is a dozen lines of PyTorch,
-has no dependency, is fully tested here (it raises the loss and never leaves the ε-ball or
-[0, 1]) and runs on any device.  The reference AutoAttack is not a PyPI package (it installs
-from git), so the library cannot depend on it.  The paper reports AutoAttack, an ensemble at
-least as strong as PGD: **our PGD accuracies are upper bounds** of what AutoAttack would give,
-so compare them with the paper's table as such.  Gradient masking is a known pitfall for
-defenses with hard thresholds like HaH's: a large gap between PGD with few and many steps, or
-with and without random restarts, is a warning sign; :func:`pgd_accuracy` takes ``steps`` and
+**PGD and AutoAttack.**  PGD (Madry et al. 2018) is a dozen lines of PyTorch, has no
+dependency, is fully tested here (it raises the loss and never leaves the ε-ball or [0, 1]) and
+runs on any device.  The paper reports AutoAttack (Croce & Hein, ICML 2020), an ensemble at least
+as strong as PGD: :func:`autoattack` runs it through the maintained ``torchattacks`` package
+(``pip install 'torchtopo[attacks]'``); without it, PGD accuracies are upper bounds of what
+AutoAttack would give.  Gradient masking is a known pitfall for defenses with hard thresholds
+like HaH's: a large gap between PGD with few and many steps, with and without random restarts,
+or between PGD and AutoAttack, is a warning sign; :func:`pgd_accuracy` takes ``steps`` and
 ``restarts`` for that check.
+
+Every accuracy here is in percent (0 … 100), as everywhere in torchtopo.
 """
 from __future__ import annotations
 
@@ -24,13 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._batching import eval_mode, iter_batches, model_device
-from ._checks import check_choice, check_int, check_nonneg, check_tensor
+from ._checks import check_choice, check_int, check_nonneg, check_real, check_tensor
 from .robustness import evaluate_accuracy
 
 __all__ = [
     "pgd",
     "accuracy",
     "pgd_accuracy",
+    "autoattack",
     "gaussian_noise_accuracy",
     "sparsity_stats",
 ]
@@ -39,13 +42,28 @@ NORMS = ("linf", "l2")
 
 
 def _check_xy(who: str, x, y) -> None:
-    """``x`` a floating-point batch, ``y`` its (B,) integer labels."""
-    check_tensor(x, "x", who)
+    """``x`` a non-empty floating-point batch, ``y`` its (B,) integer labels."""
+    check_tensor(x, "x (images in [0, 1])", who, nonempty=True)
     check_tensor(y, "y (labels)", who, floating=False)
-    if y.dtype not in (torch.int64, torch.int32):
+    if y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise TypeError(f"{who}: y must be an integer tensor of labels, got {y.dtype}")
     if y.dim() != 1 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"{who}: y must be (B,) with B = x.shape[0] = {x.shape[0]}, got shape {tuple(y.shape)}")
+        raise ValueError(
+            f"{who}: y must be (B,) with B = x.shape[0] = {x.shape[0]} (one label per image), got shape {tuple(y.shape)}"
+        )
+
+
+def _check_clip(clip, who: str) -> Optional[Tuple[float, float]]:
+    """``clip`` None or a pair (lo, hi) of finite numbers with lo < hi."""
+    if clip is None:
+        return None
+    if not isinstance(clip, (tuple, list)) or len(clip) != 2:
+        raise TypeError(f"{who}: clip must be None or a pair (lo, hi), got {clip!r}")
+    lo = check_real(clip[0], "clip[0] (lo)", who)
+    hi = check_real(clip[1], "clip[1] (hi)", who)
+    if not lo < hi:
+        raise ValueError(f"{who}: clip must be (lo, hi) with lo < hi, got {tuple(clip)!r}")
+    return lo, hi
 
 
 def _per_sample_norm(d: Tensor) -> Tensor:
@@ -116,6 +134,7 @@ def pgd(
     eps = check_nonneg(eps, "eps", who)
     check_choice(norm, NORMS, "norm", who)
     steps = check_int(steps, "steps", who, minimum=1)
+    clip = _check_clip(clip, who)
     if eps == 0:
         return x.detach().clone()
     alpha = 2.5 * eps / steps if step_size is None else check_nonneg(step_size, "step_size", who)
@@ -154,11 +173,11 @@ def pgd(
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 256) -> float:
-    """Top-1 accuracy (fraction in [0, 1]) of ``model`` in eval mode on ``(x, y)``: the same
-    count as :func:`torchtopo.robustness.evaluate_accuracy` (which gives percent and also takes
-    Datasets and loaders), on tensors, with this module's input checks."""
+    """Top-1 accuracy in percent (0 … 100) of ``model`` in eval mode on ``(x, y)``: the same
+    count as :func:`torchtopo.robustness.evaluate_accuracy` (which also takes Datasets and
+    loaders), on tensors, with this module's input checks."""
     _check_xy("accuracy", x, y)
-    return evaluate_accuracy(model, (x, y), batch_size=batch_size, device=model_device(model)) / 100.0
+    return evaluate_accuracy(model, (x, y), batch_size=batch_size, device=model_device(model))
 
 
 def gaussian_noise_accuracy(
@@ -171,10 +190,11 @@ def gaussian_noise_accuracy(
     seed: int = 0,
     batch_size: int = 256,
 ) -> float:
-    r"""Accuracy on :math:`\mathrm{clip}(x + \sigma n)`, :math:`n \sim \mathcal N(0, I)` (pixel
-    scale, the paper's σ = 0.1 on CIFAR-10), with a fixed ``seed``."""
+    r"""Accuracy (%) on :math:`\mathrm{clip}(x + \sigma n)`, :math:`n \sim \mathcal N(0, I)`
+    (pixel scale, the paper's σ = 0.1 on CIFAR-10), with a fixed ``seed``."""
     _check_xy("gaussian_noise_accuracy", x, y)
     sigma = check_nonneg(sigma, "sigma", "gaussian_noise_accuracy")
+    clip = _check_clip(clip, "gaussian_noise_accuracy")
     g = torch.Generator().manual_seed(int(seed))
     noise = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
     xn = x + sigma * noise
@@ -196,7 +216,7 @@ def pgd_accuracy(
     batch_size: int = 256,
     seed: int = 0,
 ) -> float:
-    """Robust accuracy (fraction in [0, 1]) under :func:`pgd`.
+    """Robust accuracy in percent (0 … 100) under :func:`pgd`.
 
     An image counts as correct only if all of ``restarts`` random-start attacks fail
     (``restarts=1`` is plain PGD).  Arguments as :func:`pgd`; ``seed`` fixes the random starts.
@@ -215,7 +235,101 @@ def pgd_accuracy(
             with eval_mode(model), torch.no_grad():
                 ok &= model(xa).argmax(1) == yb
         correct += ok.sum()
-    return float(correct) / max(1, x.shape[0])
+    return 100.0 * float(correct) / x.shape[0]
+
+
+#: torchattacks' names of the norms :func:`autoattack` takes (either spelling is accepted).
+_AA_NORMS = {"linf": "Linf", "l2": "L2"}
+_AA_VERSIONS = ("standard", "plus", "rand")
+
+
+def _torchattacks():
+    try:
+        import torchattacks
+    except ImportError as e:
+        raise ImportError(
+            "torchtopo.adversarial.autoattack runs AutoAttack through the 'torchattacks' package, "
+            "which is not installed; install it with: pip install 'torchtopo[attacks]' "
+            "(or pip install torchattacks). Without it, use pgd_accuracy (an upper bound)."
+        ) from e
+    return torchattacks
+
+
+def autoattack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    norm: str = "Linf",
+    eps: float,
+    version: str = "standard",
+    batch_size: int = 256,
+    seed: int = 0,
+    n_classes: Optional[int] = None,
+) -> float:
+    r"""Robust accuracy in percent (0 … 100) under AutoAttack (Croce & Hein, ICML 2020), the
+    attack the HaH study reports, through ``torchattacks.AutoAttack``.
+
+    An image counts as correct when the model classifies it right after the whole ensemble has
+    tried (the ensemble keeps the first successful adversarial example per image), untargeted,
+    within :math:`\lVert\delta\rVert \le \epsilon` and [0, 1]:
+
+    * ``"standard"``: APGD-CE, APGD-T, FAB-T, Square (5,000 queries), one restart each;
+    * ``"plus"``: the same with more restarts, plus APGD-DLR and FAB;
+    * ``"rand"``: APGD-CE and APGD-DLR with 20-fold expectation over transformation, for
+      randomised defenses.
+
+    The model runs in eval mode with frozen parameters (both restored afterwards).  Needs
+    ``pip install 'torchtopo[attacks]'``; a clear ``ImportError`` says so otherwise.
+
+    Args:
+        model: maps ``x`` (images in [0, 1]) to logits.
+        x: ``(B, C, H, W)`` images in [0, 1].
+        y: ``(B,)`` integer labels.
+        norm: ``"Linf"`` or ``"L2"`` (``"linf"``/``"l2"`` too).
+        eps: radius ε in pixel scale (e.g. 8/255 for ℓ∞ on CIFAR-10); 0 gives the clean accuracy.
+        version: ``"standard"``, ``"plus"`` or ``"rand"``.
+        batch_size: images attacked at once.
+        seed: the seed of the attacks' random draws.
+        n_classes: number of classes (targets of APGD-T and FAB-T); default the width of the
+            model's output.
+    """
+    who = "autoattack"
+    _check_xy(who, x, y)
+    if not isinstance(norm, str) or norm.lower() not in _AA_NORMS:
+        raise ValueError(f"{who}: norm must be 'Linf' or 'L2', got {norm!r}")
+    eps = check_nonneg(eps, "eps", who)
+    check_choice(version, _AA_VERSIONS, "version", who)
+    batch_size = check_int(batch_size, "batch_size", who, minimum=1)
+    seed = check_int(seed, "seed", who)
+    if bool((x.min() < 0) | (x.max() > 1)):
+        raise ValueError(
+            f"{who}: x must be images in [0, 1] (normalise inside the model), got values in "
+            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]"
+        )
+    ta = _torchattacks()
+    dev = model_device(model)
+    if n_classes is None:
+        with eval_mode(model), torch.no_grad():
+            n_classes = int(model(x[:1].to(dev)).shape[-1])
+    n_classes = check_int(n_classes, "n_classes", who, minimum=2)
+    need = 3 if version == "rand" else 4  # the DLR losses read the 3rd (untargeted) / 4th (targeted) largest logit
+    if n_classes < need:
+        raise ValueError(
+            f"{who}: version={version!r} needs a model with at least {need} classes (AutoAttack's DLR loss), "
+            f"got {n_classes}; use pgd_accuracy for fewer classes"
+        )
+    if eps == 0:
+        return accuracy(model, x, y, batch_size=batch_size)
+    correct = 0
+    with eval_mode(model, freeze=True):
+        attack = ta.AutoAttack(model, norm=_AA_NORMS[norm.lower()], eps=eps, version=version, n_classes=n_classes, seed=seed)
+        for xb, yb in iter_batches((x, y), batch_size, who):
+            xb, yb = xb.to(dev), yb.to(dev).long()
+            xa = attack(xb, yb)
+            with torch.no_grad():
+                correct += int((model(xa).argmax(1) == yb).sum())
+    return 100.0 * correct / x.shape[0]
 
 
 def sparsity_stats(
