@@ -43,3 +43,14 @@ def test_wheel_contains_every_package(tmp_path):
     for f in os.listdir(os.path.join(here, "kernels")):
         if f.endswith(".py"):
             assert f"torchtopo/kernels/{f}" in names
+    # the licence: the file itself, and the SPDX expression in the metadata (PEP 639)
+    (licence,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+    with zipfile.ZipFile(wheel) as z:
+        text = z.read(licence).decode()
+        (meta_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        meta = z.read(meta_name).decode()
+    with open(os.path.join(here, "LICENSE"), encoding="utf-8") as f:
+        assert text == f.read()
+    assert text.startswith("MIT License") and "torchtopo developers" in text
+    assert "License-Expression: MIT" in meta.splitlines()
+    assert "License-File: LICENSE" in meta.splitlines()
