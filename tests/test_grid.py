@@ -110,12 +110,27 @@ def test_for_units():
         (dict(height=3, width=3, radius=float("inf")), ValueError, "radius"),
         (dict(height=3, width=3, radius="1"), TypeError, "radius"),
         (dict(height=3, width=3, metric="cosine"), ValueError, "metric"),
+        (dict(height=3, width=3, radius=(2,)), TypeError, r"Grid: radius must be a real number, got tuple \(\(2,\)\)"),
+        (dict(height=3, width=3, radius=-2.5), ValueError, r"Grid: radius must be a finite number > 0, got -2.5"),
+        (dict(height=3, width=3, radius=float("nan")), ValueError, r"Grid: radius must be finite, got nan"),
+        (dict(height=3, width=3, metric=2.5), ValueError, r"Grid: metric must be one of \('chebyshev', 'manhattan', 'euclidean'\), got 2.5"),
+        (dict(height=3, width=3, metric="euclid"), ValueError, r"got 'euclid'; did you mean 'euclidean'\?"),
+        (dict(height=3, width=3, wrap="no"), TypeError, r"Grid: wrap must be True or False, got str \('no'\)"),
+        (dict(height=3, width=3, wrap=1), TypeError, r"Grid: wrap must be True or False, got int \(1\)"),
+        (dict(height=3, width=3, wrap=None), TypeError, r"Grid: wrap must be True or False, got NoneType"),
     ],
 )
 def test_bad_grid(kwargs, exc, match):
     h, w = kwargs.pop("height"), kwargs.pop("width")
     with pytest.raises(exc, match=match):
         tt.Grid(h, w, **kwargs)
+
+
+def test_fractional_radius_is_a_real_radius():
+    # 2.5 is a valid radius (Euclidean discs of non-integer radius); it is kept as given
+    g = tt.Grid(5, 5, radius=2.5, metric="euclidean")
+    assert g.radius == 2.5 and g.config()["radius"] == 2.5
+    assert set(zip(*[t.tolist() for t in g.neighbor_pairs()])) == oracle_pairs(5, 5, 2.5, "euclidean", False)
 
 
 def test_as_grid_and_equality():

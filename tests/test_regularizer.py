@@ -61,9 +61,10 @@ def test_captures_only_with_grad_and_released_after_penalty():
     assert torch.equal(reg.losses()["fc1"], first.detach())  # logging still works after release
     with pytest.raises(RuntimeError, match="forward"):
         reg.penalty()
-    # only the last forward is kept
+    # only the last forward is kept (and a second forward before penalty() is warned about)
     model(x[:4])
-    model(x)
+    with pytest.warns(UserWarning, match="ran forward again before penalty"):
+        model(x)
     assert reg._captured["fc1"][1].shape[0] == 16
 
 
