@@ -11,13 +11,15 @@ from torchtopo.analysis import fit_gabor, fit_log, gabor_kernel, log_kernel, rad
 
 
 def _gabor_loop(k, th, f, sx, sy, ph, amp=1.0, x0=0.0, y0=0.0):
+    """The Gabor pixel by pixel: x right, y up, θ (radians) the stripes' orientation, so the
+    carrier runs along x′ = x sin θ − y cos θ and the stripes along y′ = x cos θ + y sin θ."""
     out = torch.zeros(k, k, dtype=torch.float64)
     c = (k - 1) / 2
     for i in range(k):
         for j in range(k):
-            x, y = j - c - x0, i - c - y0
-            xp = x * math.cos(th) + y * math.sin(th)
-            yp = -x * math.sin(th) + y * math.cos(th)
+            x, y = j - c - x0, (c - i) - y0
+            xp = x * math.sin(th) - y * math.cos(th)
+            yp = x * math.cos(th) + y * math.sin(th)
             out[i, j] = amp * math.exp(-0.5 * (xp**2 / sx**2 + yp**2 / sy**2)) * math.cos(2 * math.pi * f * xp + ph)
     return out
 
@@ -27,7 +29,7 @@ def _log_loop(k, s, amp=1.0, x0=0.0, y0=0.0):
     c = (k - 1) / 2
     for i in range(k):
         for j in range(k):
-            q = ((j - c - x0) ** 2 + (i - c - y0) ** 2) / (2 * s * s)
+            q = ((j - c - x0) ** 2 + (c - i - y0) ** 2) / (2 * s * s)  # y up
             out[i, j] = amp * (1 - q) * math.exp(-q)
     return out
 
@@ -79,6 +81,8 @@ def test_fit_gabor_recovers_parameters(noise):
     assert r["r2"].min() > (0.99999 if noise == 0 else 0.9)
     assert ((r["orientation"] >= 0) & (r["orientation"] < math.pi)).all()
     assert ((r["phase"] > -math.pi) & (r["phase"] <= math.pi)).all()
+    torch.testing.assert_close(r["theta_deg"], torch.rad2deg(r["orientation"]))
+    torch.testing.assert_close(r["phase_deg"], torch.rad2deg(r["phase"]))
 
 
 def test_fit_gabor_is_per_filter_and_keeps_leading_shape():
@@ -93,8 +97,14 @@ def test_fit_gabor_is_per_filter_and_keeps_leading_shape():
         assert one["r2"].shape == ()
         torch.testing.assert_close(one["r2"], batch["r2"].flatten()[i], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(one["frequency"], batch["frequency"].flatten()[i], atol=1e-4, rtol=1e-4)
-    # the fitted kernel is the model at the returned parameters
+    # the fitted kernel is the model at the returned parameters, in radians or in degrees
     i = 4
+    deg = gabor_kernel(11, theta_deg=batch["theta_deg"].flatten()[i], phase_deg=batch["phase_deg"].flatten()[i],
+                       frequency=float(batch["frequency"].flatten()[i]),
+                       sigma_x=float(batch["sigma_x"].flatten()[i]), sigma_y=float(batch["sigma_y"].flatten()[i]),
+                       amplitude=float(batch["amplitude"].flatten()[i]),
+                       center=tuple(batch["center"].reshape(-1, 2)[i].tolist()), offset=float(batch["offset"].flatten()[i]))
+    torch.testing.assert_close(deg, batch["fitted"].reshape(-1, 11, 11)[i], atol=1e-4, rtol=1e-4)
     rebuilt = gabor_kernel(11, orientation=float(batch["orientation"].flatten()[i]),
                            frequency=float(batch["frequency"].flatten()[i]),
                            sigma_x=float(batch["sigma_x"].flatten()[i]), sigma_y=float(batch["sigma_y"].flatten()[i]),
@@ -203,6 +213,20 @@ def test_fit_bad_input(fn):
         fn(bad)
     with pytest.raises(ValueError, match=f"{name}.*iters.*-1"):
         fn(torch.randn(5, 5), iters=-1)
+
+
+def test_gabor_kernel_bad_angles():
+    kw = dict(frequency=0.1, sigma_x=2.0, sigma_y=2.0)
+    with pytest.raises(ValueError, match=r"gabor_kernel: give theta_deg \(degrees\) or orientation \(radians\), not both"):
+        gabor_kernel(9, theta_deg=30.0, orientation=0.5, **kw)
+    with pytest.raises(ValueError, match=r"gabor_kernel: give phase_deg .* not both"):
+        gabor_kernel(9, theta_deg=30.0, phase_deg=0.0, phase=0.0, **kw)
+    with pytest.raises(TypeError, match=r"gabor_kernel: missing the orientation"):
+        gabor_kernel(9, **kw)
+    with pytest.raises(TypeError, match=r"gabor_kernel: theta_deg must be a real number, got str"):
+        gabor_kernel(9, theta_deg="30", **kw)
+    with pytest.raises(ValueError, match=r"gabor_kernel: orientation must be finite, got nan"):
+        gabor_kernel(9, orientation=float("nan"), **kw)
 
 
 def test_exported():

@@ -70,23 +70,24 @@ def test_selectivity_detects_similarity_structure():
 
 def _field_kernel(th, L, where):
     """Excitatory K between iso-oriented channels only, at displacements along ('axial') or across
-    ('flank') each target's preferred edge (θ + π/2)."""
+    ('flank') each target's preferred edge θ (the stripes' orientation; x right, y up)."""
     C = th.numel()
     K = torch.zeros(C, C, L, L, dtype=torch.float64)
     c = L // 2
     for i in range(C):
-        phi = float(th[i]) + math.pi / 2 + (0.0 if where == "axial" else math.pi / 2)
+        phi = float(th[i]) + (0.0 if where == "axial" else math.pi / 2)
         for t in (-2, -1, 1, 2):
             dx, dy = round(t * math.cos(phi)), round(t * math.sin(phi))
             for j in range(C):
                 if j != i and _axial(float(th[i]), float(th[j])) < 0.1:
-                    K[i, j, c + dy, c + dx] = 1.0
+                    K[i, j, c - dy, c + dx] = 1.0  # row index grows downwards: y up is c − dy
     return K
 
 
+@pytest.mark.parametrize("base", [0.0, math.pi / 4])  # π/4: an edge up-right, which only y up reads as axial
 @pytest.mark.parametrize("where, sign", [("axial", 1), ("flank", -1)])
-def test_association_field_indices(where, sign):
-    th = torch.tensor([0.0, 0.02, math.pi / 2, math.pi / 2 - 0.03, 0.05, math.pi / 2 + 0.04], dtype=torch.float64)
+def test_association_field_indices(where, sign, base):
+    th = base + torch.tensor([0.0, 0.02, math.pi / 2, math.pi / 2 - 0.03, 0.05, math.pi / 2 + 0.04], dtype=torch.float64)
     K = _field_kernel(th, 5, where)
     f = association_field(K, th)
     assert sign * float(f["coaxial_index"]) > 0.9

@@ -13,13 +13,23 @@ def test_grating_definition():
     gr = A.grating((9, 11), [0, 90], [0.1, 0.25], [0, 90], contrast=0.8, channels=2)
     assert gr.shape == (2, 2, 2, 2, 9, 11)
     assert gr.min() >= 0.1 - 1e-6 and gr.max() <= 0.9 + 1e-6
-    v = gr[0, 0, 0, 0]  # θ = 0: varies along x only
-    assert torch.allclose(v, v[:1].expand_as(v))
-    h = gr[1, 0, 0, 0]  # θ = 90: varies along y only
-    assert torch.allclose(h, h[:, :1].expand_as(h))
-    y, x = 2, 7
-    ref = 0.5 + 0.4 * math.cos(2 * math.pi * 0.25 * (x - 5) + math.pi / 2)
-    assert gr[0, 1, 1, 0, y, x].item() == pytest.approx(ref, abs=1e-6)
+    h = gr[0, 0, 0, 0]  # θ = 0: horizontal stripes, varies along y only
+    assert torch.allclose(h, h[:, :1].expand_as(h)) and float(h[:, 0].std()) > 0.1
+    v = gr[1, 0, 0, 0]  # θ = 90: vertical stripes, varies along x only
+    assert torch.allclose(v, v[:1].expand_as(v)) and float(v[0].std()) > 0.1
+    # every pixel against the closed form: x right, y up, x′ = x sin θ − y cos θ
+    for o, th in enumerate([0.0, 90.0]):
+        for fi, f in enumerate([0.1, 0.25]):
+            for p, ph in enumerate([0.0, 90.0]):
+                for row in range(9):
+                    for col in range(11):
+                        x, y = col - 5, 4 - row
+                        xp = x * math.sin(math.radians(th)) - y * math.cos(math.radians(th))
+                        ref = 0.5 + 0.4 * math.cos(2 * math.pi * f * xp + math.radians(ph))
+                        assert gr[o, fi, p, 1, row, col].item() == pytest.approx(ref, abs=1e-6)
+    # θ = 45°: the stripes run up-right (constant along y = x)
+    d = A.grating(9, 45.0, 0.13, 0.0, dtype=torch.float64)[0, 0, 0, 0]
+    torch.testing.assert_close(torch.flip(d, (1,)).diagonal(), torch.ones(9, dtype=torch.float64))
     with pytest.raises(ValueError, match="contrast must be in"):
         A.grating(8, 0, contrast=2)
     with pytest.raises(ValueError, match="size must be"):

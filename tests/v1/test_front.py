@@ -60,8 +60,8 @@ def test_gabor_peak_frequency_and_orientation(f, theta):
     vr, vc = fr[idx // n], fr[idx % n]
     fx, fy = float(vc), float(-vr)  # rows run downwards, y upwards
     assert math.hypot(fx, fy) == pytest.approx(f, abs=2.5 / n + 0.02 * f)
-    ang = math.degrees(math.atan2(fy, fx)) % 180
-    d = abs(ang - theta) % 180
+    ang = math.degrees(math.atan2(fy, fx)) % 180  # the wave vector: across the stripes, θ − 90°
+    d = abs(ang - (theta - 90.0)) % 180
     assert min(d, 180 - d) < 2.5
 
 
@@ -77,7 +77,7 @@ def test_gabor_envelope_widths(nx, ny, theta):
     r = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
     x, y = r.view(1, k), -r.view(k, 1)
     t = math.radians(theta)
-    xr, yr = x * math.cos(t) + y * math.sin(t), -x * math.sin(t) + y * math.cos(t)
+    xr, yr = x * math.sin(t) - y * math.cos(t), x * math.cos(t) + y * math.sin(t)  # across, along the stripes
     w = env / env.sum()
     assert float((w * xr ** 2).sum()).__pow__(0.5) == pytest.approx(nx / f, rel=0.01)
     assert float((w * yr ** 2).sum()).__pow__(0.5) == pytest.approx(ny / f, rel=0.01)

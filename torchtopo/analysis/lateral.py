@@ -8,9 +8,11 @@ horizontal connectivity (co-axial, co-circular), as in group-based SE(2) models 
 Conventions: ``K`` is :attr:`torchtopo.LateralConv2d.lateral_weight`, shape (C, C, L, L), with
 ``K[i, j, u]`` the weight *from* channel j at displacement ``u − L//2`` (row, column) *to* channel
 i (``conv2d`` is a cross-correlation: ``(K ⋆ h)_i(p) = Σ_j Σ_u K[i, j, u] h_j(p + u − L//2)``).
-``orientations`` are the filters' carrier directions θ from :func:`~torchtopo.analysis.fit_gabor`
-(radians, x right, y down); a filter's preferred edge runs along θ + π/2.  Orientation
-differences are axial: :math:`\Delta = \min(d, \pi - d) \in [0, \pi/2]`, :math:`d = (\theta_i - \theta_j) \bmod \pi`.
+``orientations`` are the filters' orientations θ in radians as :func:`~torchtopo.analysis.fit_gabor`
+returns them (``["orientation"]``): the library's one convention, θ the orientation of the
+stripes — the filter's preferred edge — counter-clockwise from horizontal with x to the right
+and y *up* (a displacement ``u`` of row offset ``a`` and column offset ``b`` is ``(x, y) = (b, −a)``).
+Orientation differences are axial: :math:`\Delta = \min(d, \pi - d) \in [0, \pi/2]`, :math:`d = (\theta_i - \theta_j) \bmod \pi`.
 
 Figures import matplotlib inside the plotting functions only.
 """
@@ -98,7 +100,8 @@ def lateral_selectivity(
 
     Args:
         weight: K, (C, C, L, L).
-        orientations: (C,) θ in radians (e.g. ``fit_gabor(...)["orientation"]``).
+        orientations: (C,) θ in radians, the stripes' (preferred edge's) orientation (e.g.
+            ``fit_gabor(...)["orientation"]``); only differences matter here.
         mask: (C,) bool, the channels to use (e.g. those with a Gabor fit R² > 0.8).
         measure: ``"sum"`` (net), ``"positive"`` (excitatory part) or ``"abs"``.
         bins: number of equal Δ bins over [0°, 90°].
@@ -179,12 +182,12 @@ def association_field(
 
     For every target i, source j (both kept by ``mask``) and displacement
     :math:`d = (d_x, d_y) = u - L//2` of the source, with :math:`w = \max(K_{iju}, 0)` (the
-    excitatory part), rotate d into i's frame, whose x-axis is i's preferred edge
-    (:math:`\phi_i = \theta_i + \pi/2`):
+    excitatory part; :math:`d_y` pointing up), rotate d into i's frame, whose x-axis is i's
+    preferred edge, the stripes' orientation :math:`\theta_i`:
 
     .. math::
 
-        x_r = d_x\cos\phi_i + d_y\sin\phi_i, \quad y_r = -d_x\sin\phi_i + d_y\cos\phi_i,
+        x_r = d_x\cos\theta_i + d_y\sin\theta_i, \quad y_r = -d_x\sin\theta_i + d_y\cos\theta_i,
         \qquad \delta = \theta_j - \theta_i \ \text{(axial, in } (-\pi/2, \pi/2]).
 
     Pooled over i and j on the integer grid of (x_r, y_r) (nearest cell): the excitatory
@@ -202,14 +205,15 @@ def association_field(
 
     Args:
         weight: K, (C, C, L, L).
-        orientations: (C,) θ in radians (carrier directions, as :func:`fit_gabor` returns).
+        orientations: (C,) θ in radians (stripe orientations, as :func:`fit_gabor` returns).
         mask: (C,) bool, channels to use.
         exclude_self: drop i = j.
         iso_tolerance: bound on :math:`|\delta|` of "iso-oriented" in ``coaxial_index``.
 
     Returns:
         dict: ``strength`` (L', L') and ``orientation`` (L', L') radians on the rotated grid
-        (rows y_r, columns x_r, centre at index L'//2, L' = 2⌈(L//2)√2⌉ + 1), ``coaxial_index``,
+        (row index ``y_r + L'//2`` with y_r up, column index ``x_r + L'//2``,
+        L' = 2⌈(L//2)√2⌉ + 1), ``coaxial_index``,
         ``cocircularity``; and per connection (flattened): ``x``, ``y``, ``delta``, ``weight``.
     """
     where = "association_field"
@@ -221,8 +225,9 @@ def association_field(
     c = L // 2
     dev = w.device
     off = torch.arange(L, dtype=torch.float64, device=dev) - c
-    dy, dx = torch.meshgrid(off, off, indexing="ij")
-    phi = (t + math.pi / 2)[:, None, None, None]
+    rows, dx = torch.meshgrid(off, off, indexing="ij")
+    dy = -rows  # y up
+    phi = t[:, None, None, None]
     xr = (dx * torch.cos(phi) + dy * torch.sin(phi)).expand(n, n, L, L)
     yr = (-dx * torch.sin(phi) + dy * torch.cos(phi)).expand(n, n, L, L)
     d = torch.remainder(t[None, :] - t[:, None] + math.pi / 2, math.pi) - math.pi / 2  # (n, n)
@@ -301,8 +306,8 @@ def _bars(ax, xs, ys, angles, lengths, colors, lw):
 
 
 def plot_association_field(field: Dict[str, Tensor], ax=None, *, threshold: float = 0.05):
-    """Plot :func:`association_field`'s pooled field: at each place around the target (whose edge is
-    the red horizontal bar at the centre), a bar at the sources' mean relative edge orientation,
+    """Plot :func:`association_field`'s pooled field (y up): at each place around the target (whose
+    edge is the red horizontal bar at the centre), a bar at the sources' mean relative edge orientation,
     its length and darkness ∝ excitatory strength (cells below ``threshold`` × max omitted).
 
     Returns:
@@ -333,7 +338,7 @@ def plot_association_field(field: Dict[str, Tensor], ax=None, *, threshold: floa
     _bars(ax, xs, ys, angs, lens, cols, lws)
     _bars(ax, [0], [0], [0.0], [0.9], ["tab:red"], [3.0])
     ax.set_xlim(-r - 1, r + 1)
-    ax.set_ylim(r + 1, -r - 1)  # y down, as in the image
+    ax.set_ylim(-r - 1, r + 1)  # y up
     ax.set_aspect("equal")
     ax.set_xlabel("along the target's edge (px)")
     ax.set_ylabel("across (px)")
@@ -349,8 +354,9 @@ def plot_association_field(field: Dict[str, Tensor], ax=None, *, threshold: floa
 def plot_unit_association_fields(
     weight: Tensor, orientations: Tensor, units: Sequence[int], *, mask: Optional[Tensor] = None, ncols: int = 4
 ):
-    """Per-target association fields in image coordinates: for target unit i (red bar, its edge
-    orientation θ_i + π/2, at the centre), at every displacement the edge of the source channel j
+    """Per-target association fields in image coordinates (x right, y up, as the image is seen):
+    for target unit i (red bar, its edge orientation θ_i, at the centre), at every displacement
+    the edge of the source channel j
     with the strongest excitatory K[i, j, u], length and darkness ∝ that weight.
 
     Returns:
@@ -385,15 +391,15 @@ def plot_unit_association_fields(
                     continue
                 vv = float(v[iy, ix])
                 xs.append(ix - c)
-                ys.append(iy - c)
-                angs.append(float(th[j[iy, ix]]) + math.pi / 2)
+                ys.append(c - iy)  # y up
+                angs.append(float(th[j[iy, ix]]))
                 lens.append(0.3 + 0.6 * vv)
                 cols.append(str(round(0.85 * (1 - vv), 3)))
                 lws.append(1.0 + 2.0 * vv)
         _bars(a, xs, ys, angs, lens, cols, lws)
-        _bars(a, [0], [0], [float(th[i]) + math.pi / 2], [0.9], ["tab:red"], [3.0])
+        _bars(a, [0], [0], [float(th[i])], [0.9], ["tab:red"], [3.0])
         a.set_xlim(-c - 1, c + 1)
-        a.set_ylim(c + 1, -c - 1)
+        a.set_ylim(-c - 1, c + 1)
         a.set_aspect("equal")
         a.set_xticks([])
         a.set_yticks([])

@@ -3,7 +3,9 @@ mirror-symmetric patterns and symmetry selectivity, blobs at increasing eccentri
 eccentricity tuning, the probes of Truong & Hasson (arXiv:2508.00043).
 
 Stimulus geometry: pixel coordinates (x, y) relative to the image centre, x to the right and
-y pointing down; angles in degrees.
+y pointing *up*; angles in degrees.  Orientation θ is the orientation of the grating's stripes,
+counter-clockwise from horizontal (0° = horizontal stripes), the convention of
+:mod:`torchtopo.functional.gabor` and of :class:`torchtopo.v1.V1Front`.
 """
 from __future__ import annotations
 
@@ -62,11 +64,13 @@ def grating(
 ) -> Tensor:
     r"""Sinusoidal gratings in [0, 1], for every (orientation, frequency, phase) combination.
 
-    .. math:: g(x, y) = \tfrac12 + \tfrac{c}{2}\cos\!\big(2\pi f (x\cos\theta + y\sin\theta) + \varphi\big)
+    .. math:: g(x, y) = \tfrac12 + \tfrac{c}{2}\cos\!\big(2\pi f (x\sin\theta - y\cos\theta) + \varphi\big)
 
-    with (x, y) pixel coordinates relative to the image centre (y pointing down), θ the
-    orientation of the modulation direction in degrees (θ = 0: vertical stripes, varying along
-    x), f in cycles per pixel, φ in degrees, c the contrast.
+    with (x, y) pixel coordinates relative to the image centre (x right, y *up*), θ the
+    orientation of the stripes in degrees, counter-clockwise (θ = 0: horizontal stripes, varying
+    along y only; θ = 90°: vertical ones), f in cycles per pixel, φ in degrees, c the contrast.
+    The carrier is that of :func:`torchtopo.functional.gabor.gabor_at` for the same θ and φ, so
+    a Gabor filter with orientation θ and phase φ responds most to the grating (θ, φ).
 
     Args:
         size: H or (H, W).
@@ -85,9 +89,9 @@ def grating(
     ph = _as_1d(phase, "phase", who) * math.pi / 180
     check_fraction(contrast, "contrast", who, closed_low=True, closed_high=True)
     check_int(channels, "channels", who, minimum=1)
-    y = torch.arange(H, dtype=torch.float64) - (H - 1) / 2
+    y = (H - 1) / 2 - torch.arange(H, dtype=torch.float64)  # up
     x = torch.arange(W, dtype=torch.float64) - (W - 1) / 2
-    proj = x[None, None, :] * th.cos()[:, None, None] + y[None, :, None] * th.sin()[:, None, None]  # (O,H,W)
+    proj = x[None, None, :] * th.sin()[:, None, None] - y[None, :, None] * th.cos()[:, None, None]  # (O,H,W)
     arg = 2 * math.pi * f[None, :, None, None, None] * proj[:, None, None] + ph[None, None, :, None, None]
     g = 0.5 + 0.5 * contrast * torch.cos(arg)  # (O, F, P, H, W)
     g = g.unsqueeze(3).expand(-1, -1, -1, channels, -1, -1)
@@ -115,7 +119,9 @@ def orientation_tuning(
 ) -> Dict[str, Tensor]:
     r"""Orientation tuning of a layer's units to sinusoidal gratings (:func:`grating`).
 
-    Each unit's response R(θ) to orientation θ is its activation averaged over ``phases``
+    θ is the orientation of the grating's stripes (0° horizontal, counter-clockwise, y up: the
+    convention of :class:`torchtopo.v1.V1Front` and :func:`fit_gabor`, so a Gabor unit of
+    orientation θ prefers θ).  Each unit's response R(θ) is its activation averaged over ``phases``
     evenly spaced phases, at the spatial frequency that drives it most (max over frequencies of
     the phase-averaged response, then that frequency for all θ).  With ``rectify`` the
     activations pass through a ReLU first (tuning of the post-ReLU output).  Then
@@ -137,7 +143,8 @@ def orientation_tuning(
 
     Returns:
         dict with ``"orientations"`` (O,) degrees, ``"responses"`` (O, N) tuning curves,
-        ``"preferred"`` (N,) degrees, ``"osi"`` (N,), ``"best_freq"`` (N,) cycles/pixel.
+        ``"preferred"`` (N,) degrees (stripe orientation), ``"osi"`` (N,), ``"best_freq"`` (N,)
+        cycles/pixel.
     """
     who = "orientation_tuning"
     if isinstance(orientations, int) and not isinstance(orientations, bool):
@@ -264,7 +271,8 @@ def eccentricity_stimuli(
 
     .. math:: s(x, y) = \exp\!\Big(-\frac{(x - e\cos\alpha)^2 + (y - e\sin\alpha)^2}{2\sigma^2}\Big)
 
-    for each eccentricity e (pixels from the centre) and ``n_angles`` polar angles α.
+    for each eccentricity e (pixels from the centre) and ``n_angles`` polar angles α
+    (counter-clockwise from the right, y up).
 
     Args:
         eccentricities: a number of evenly spaced eccentricities from 0 to 0.8 × the half-size,
@@ -285,7 +293,7 @@ def eccentricity_stimuli(
     al = torch.arange(n_angles, dtype=torch.float64) * 2 * math.pi / n_angles
     cx = (ecc[:, None] * al.cos()[None]).flatten()
     cy = (ecc[:, None] * al.sin()[None]).flatten()
-    y = torch.arange(H, dtype=torch.float64) - (H - 1) / 2
+    y = (H - 1) / 2 - torch.arange(H, dtype=torch.float64)  # up
     x = torch.arange(W, dtype=torch.float64) - (W - 1) / 2
     d2 = (x[None, None, :] - cx[:, None, None]) ** 2 + (y[None, :, None] - cy[:, None, None]) ** 2
     s = torch.exp(-d2 / (2 * blob_sigma**2)).float()

@@ -1,25 +1,32 @@
-r"""The Gabor function: one formula and one coordinate convention for the whole library.
+r"""The Gabor function: one formula and one orientation convention for the whole library.
 
 .. math::
 
     G(x, y) = e^{-\frac12 (x'^2/\sigma_x^2 + y'^2/\sigma_y^2)} \cos(2\pi f x' + \varphi),
     \qquad
     \begin{pmatrix} x' \\ y' \end{pmatrix} =
-    \begin{pmatrix} \cos\theta & \sin\theta \\ -\sin\theta & \cos\theta \end{pmatrix}
+    \begin{pmatrix} \sin\theta & -\cos\theta \\ \cos\theta & \sin\theta \end{pmatrix}
     \begin{pmatrix} x \\ y \end{pmatrix}
 
-**Coordinates.** ``x`` runs to the right along the columns and ``y`` *up* along the rows (row
+**Convention.** ``x`` runs to the right along the columns and ``y`` *up* along the rows (row
 index increasing downwards means ``y`` decreasing), both in pixels from the centre of the
-kernel, ``(k − 1)/2`` for a ``k × k`` kernel.  θ (degrees) is the direction of the carrier's wave
-vector, counter-clockwise from the image's horizontal: θ = 0 gives vertical stripes, θ = 90°
-horizontal ones.  φ (degrees) is the carrier's phase at the centre (φ = 0: an even, ON-centred
-filter; φ = 90°: its odd quadrature partner).  f is in cycles per pixel; σx is the envelope's
-standard deviation along the wave vector, σy along the stripes.
+kernel, ``(k − 1)/2`` for a ``k × k`` kernel.  θ (degrees) is the **orientation of the stripes**
+of the preferred grating, counter-clockwise from the image's horizontal: θ = 0 gives horizontal
+stripes (the filter varies along y only), θ = 90° vertical ones.  ``y'`` is the coordinate along
+the stripes, direction (cos θ, sin θ); ``x'`` the coordinate along the carrier's wave vector,
+direction (sin θ, −cos θ), i.e. θ − 90°.  This is VOneNet's ``gabor_kernel`` for the same θ
+(Dapello et al. 2020, whose kernel is written with x along the rows, downwards, and y along the
+columns: the same function), and the convention of the De Valois, Yund & Hepler (1982)
+orientation table the V1 front samples from.  φ (degrees) is the carrier's phase at the centre
+(φ = 0: an even, ON-centred filter; φ = 90°: its odd quadrature partner); θ and θ + 180° with
+φ → −φ are the same filter.  f is in cycles per pixel; σx is the envelope's standard deviation
+across the stripes (along the wave vector), σy along them.
 
 The V1 front parametrises the envelope in cycles, ``σx = nx/f`` and ``σy = ny/f``, and normalises
 it to unit integral (``/(2π σx σy)``), as VOneNet does (Dapello et al. 2020; Barbulescu et al.,
 arXiv:2310.10575): :func:`gabor_kernels`.  :func:`gabor_at` evaluates the same function at any
-coordinates with σ in pixels; the filter fits of :mod:`torchtopo.analysis` use it.
+coordinates with σ in pixels; the gratings, orientation tuning and filter fits of
+:mod:`torchtopo.analysis` use the same θ.
 """
 from __future__ import annotations
 
@@ -47,9 +54,10 @@ def gabor_at(x: Tensor, y: Tensor, frequency: Number, theta_deg: Number, phase_d
         x, y: coordinates in pixels, ``x`` to the right and ``y`` *up*; any shapes that broadcast
             with each other and with the parameters.
         frequency: f, cycles/pixel (0 gives an unmodulated Gaussian).
-        theta_deg: θ, the direction of the wave vector, degrees counter-clockwise.
+        theta_deg: θ, the orientation of the stripes, degrees counter-clockwise from horizontal
+            (θ = 0: horizontal stripes).
         phase_deg: φ, degrees.
-        sigma_x, sigma_y: envelope standard deviations in pixels, along and across the wave vector.
+        sigma_x, sigma_y: envelope standard deviations in pixels, across and along the stripes.
         normalized: divide the envelope by ``2π σx σy`` (unit integral), as :func:`gabor_kernels`.
 
     Returns:
@@ -61,8 +69,9 @@ def gabor_at(x: Tensor, y: Tensor, frequency: Number, theta_deg: Number, phase_d
     f, sx, sy = as_t(frequency), as_t(sigma_x), as_t(sigma_y)
     t = torch.deg2rad(as_t(theta_deg))
     ph = torch.deg2rad(as_t(phase_deg))
-    xr = x * torch.cos(t) + y * torch.sin(t)
-    yr = -x * torch.sin(t) + y * torch.cos(t)
+    c, s = torch.cos(t), torch.sin(t)
+    xr = x * s - y * c  # along the wave vector (sin θ, −cos θ)
+    yr = x * c + y * s  # along the stripes (cos θ, sin θ)
     env = torch.exp(-0.5 * (xr ** 2 / sx ** 2 + yr ** 2 / sy ** 2))
     if normalized:
         env = env / (2 * math.pi * sx * sy)
@@ -73,10 +82,11 @@ def gabor_kernels(sf_cyc_px: Tensor, theta_deg: Tensor, phase_deg: Tensor, nx: T
                   kernel_size: int) -> Tensor:
     """Gabor kernels ``G(x, y) = exp(−½(x′²/σx² + y′²/σy²)) / (2π σx σy) · cos(2π f x′ + φ)``.
 
-    ``x′ = x cos θ + y sin θ``, ``y′ = −x sin θ + y cos θ``; ``x`` runs to the right along the
+    ``x′ = x sin θ − y cos θ``, ``y′ = x cos θ + y sin θ``; ``x`` runs to the right along the
     columns and ``y`` *up* along the rows, both measured from the kernel centre ``(k − 1)/2``, so
-    θ is the direction of the carrier's wave vector counter-clockwise from the image's horizontal
-    (θ = 0: vertical stripes).  σx = nx/f, σy = ny/f (Barbulescu et al., arXiv:2310.10575).
+    θ is the orientation of the stripes counter-clockwise from the image's horizontal (θ = 0:
+    horizontal stripes; VOneNet's ``gabor_kernel`` for the same θ).  σx = nx/f, σy = ny/f
+    (Barbulescu et al., arXiv:2310.10575).
 
     Args:
         sf_cyc_px: spatial frequency f in cycles/pixel, shape ``(M,)``.
@@ -101,13 +111,14 @@ def envelope_half_width(sf_cyc_px: Tensor, theta_deg: Tensor, nx: Tensor, ny: Te
                         n_sigmas: float = ENVELOPE_SIGMAS) -> Tensor:
     """Half-width (pixels) of the axis-aligned box holding ``n_sigmas`` σ of each rotated envelope.
 
-    With σx = nx/f, σy = ny/f and θ the carrier direction, the envelope's standard deviation along
-    the image x axis is √(σx² cos²θ + σy² sin²θ) and along y √(σx² sin²θ + σy² cos²θ); the
-    half-width is ``n_sigmas`` times the larger one.  All inputs are 1-D of the same length.
+    With σx = nx/f (across the stripes), σy = ny/f (along them) and θ the stripe orientation, the
+    envelope's standard deviation along the image x axis is √(σx² sin²θ + σy² cos²θ) and along y
+    √(σx² cos²θ + σy² sin²θ); the half-width is ``n_sigmas`` times the larger one.  All inputs
+    are 1-D of the same length.
     """
     sx, sy = nx / sf_cyc_px, ny / sf_cyc_px
     t = torch.deg2rad(theta_deg)
     c2, s2 = torch.cos(t) ** 2, torch.sin(t) ** 2
-    ex = torch.sqrt(sx * sx * c2 + sy * sy * s2)
-    ey = torch.sqrt(sx * sx * s2 + sy * sy * c2)
+    ex = torch.sqrt(sx * sx * s2 + sy * sy * c2)
+    ey = torch.sqrt(sx * sx * c2 + sy * sy * s2)
     return n_sigmas * torch.maximum(ex, ey)

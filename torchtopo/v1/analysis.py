@@ -5,7 +5,8 @@
   :func:`plot_conformance` its figure;
 * :func:`plot_filters` — a grid of the bank's Gabor kernels;
 * :func:`grating_tuning` — orientation and spatial-frequency tuning of the front's units, driven by
-  full-field drifting-phase sinusoidal gratings;
+  full-field drifting-phase sinusoidal gratings (:func:`torchtopo.analysis.grating`, the same θ
+  convention as the front);
 * :func:`subpopulations`, :func:`silence`, :func:`ablation_study`,
   :func:`downstream_weight_share` — silence sub-populations of front channels selected by a
   predicate on ``front.params`` and measure the effect downstream.
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from . import distributions as D
 from .._checks import check_choice, check_int
 from .._mpl import pyplot
+from ..analysis.probes import grating
 from ..functional.gabor import gabor_kernels
 from .front import V1Front
 
@@ -220,11 +222,14 @@ def grating_tuning(front: V1Front, *, orientations: int = 12, sfs_cpd: Optional[
                    phases: int = 8, contrast: float = 1.0, batch_size: int = 64) -> Dict[str, Tensor]:
     """Orientation and spatial-frequency tuning of every front unit with sinusoidal gratings.
 
-    Gratings ``0.5 + contrast/2 · cos(2π f (x cos θ + y sin θ) + φ)`` (``x`` right, ``y`` up, in
-    pixels, ``f = sf / ppd``), the same on every input channel, of size ``image_size``, for θ on
-    ``orientations`` steps of [0, 180), f in ``sfs_cpd`` (default 10 log-spaced values over the
-    front's range) and φ on ``phases`` steps of [0, 360).  The response of unit *i* is its
-    noise-free rate (:meth:`V1Front.rates`) at the centre of the output map, averaged over φ.
+    The gratings are :func:`torchtopo.analysis.grating`:
+    ``0.5 + contrast/2 · cos(2π f (x sin θ − y cos θ) + φ)`` (``x`` right, ``y`` up, in pixels
+    from the image centre, ``f = sf / ppd``), θ the orientation of the stripes (0° horizontal,
+    counter-clockwise: the convention of the front's ``theta_deg``, so a unit prefers its own θ),
+    the same on every input channel, of size ``image_size``, for θ on ``orientations`` steps of
+    [0, 180), f in ``sfs_cpd`` (default 10 log-spaced values over the front's range) and φ on
+    ``phases`` steps of [0, 360).  The response of unit *i* is its noise-free rate
+    (:meth:`V1Front.rates`) at the centre of the output map, averaged over φ.
 
     Returns:
         dict with ``responses`` (N, S, O), ``orientations_deg`` (O,), ``sfs_cpd`` (S,),
@@ -235,6 +240,7 @@ def grating_tuning(front: V1Front, *, orientations: int = 12, sfs_cpd: Optional[
         raise TypeError(f"grating_tuning: front must be a V1Front, got {type(front).__name__}")
     check_int(orientations, "orientations", "grating_tuning", minimum=1)
     check_int(phases, "phases", "grating_tuning", minimum=1)
+    check_int(batch_size, "batch_size", "grating_tuning", minimum=1)
     dev = front.sf_cpd.device
     if sfs_cpd is None:
         lo = max(front.sf_min, 0.5 * min(D.SF_EDGES[0], float(front.sf_cpd.min())))
@@ -242,22 +248,17 @@ def grating_tuning(front: V1Front, *, orientations: int = 12, sfs_cpd: Optional[
     else:
         sfs = torch.as_tensor(list(sfs_cpd), dtype=torch.float64)
     ori = torch.arange(orientations, dtype=torch.float64) * (180.0 / orientations)
-    ph = torch.arange(phases, dtype=torch.float64) * (2 * math.pi / phases)
+    ph = torch.arange(phases, dtype=torch.float64) * (360.0 / phases)
     n = front.image_size
-    r = torch.arange(n, dtype=torch.float64) - (n - 1) / 2.0
-    x, y = r.view(1, n), -r.view(n, 1)
     S, O, P = sfs.numel(), ori.numel(), ph.numel()
-    grid = torch.stack(torch.meshgrid(torch.arange(S), torch.arange(O), torch.arange(P), indexing="ij"), -1).view(-1, 3)
     out = []
     with torch.no_grad():
-        for start in range(0, grid.shape[0], batch_size):
-            g = grid[start:start + batch_size]
-            f = (sfs[g[:, 0]] / front.ppd).view(-1, 1, 1)
-            t = torch.deg2rad(ori[g[:, 1]]).view(-1, 1, 1)
-            img = 0.5 + 0.5 * contrast * torch.cos(2 * math.pi * f * (x * torch.cos(t) + y * torch.sin(t)) + ph[g[:, 2]].view(-1, 1, 1))
-            img = img.unsqueeze(1).expand(-1, front.in_channels, n, n).to(device=dev, dtype=torch.float32)
-            resp = front.rates(img)
-            out.append(resp[:, :, resp.shape[-2] // 2, resp.shape[-1] // 2].double().cpu())
+        for s in range(S):  # one frequency at a time: O·P images
+            img = grating(n, ori, sfs[s:s + 1] / front.ppd, ph, contrast=contrast,
+                          channels=front.in_channels, device=dev).flatten(0, 2)  # (O·P, C, n, n)
+            for start in range(0, img.shape[0], batch_size):
+                resp = front.rates(img[start:start + batch_size])
+                out.append(resp[:, :, resp.shape[-2] // 2, resp.shape[-1] // 2].double().cpu())
     resp = torch.cat(out).view(S, O, P, -1).mean(2).permute(2, 0, 1)  # (N, S, O)
     flat = resp.reshape(resp.shape[0], -1).argmax(1)
     best_s, best_o = flat // O, flat % O

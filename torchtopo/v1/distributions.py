@@ -49,7 +49,10 @@ __all__ = [
 ]
 
 #: Orientation preference, degrees (De Valois, Yund & Hepler 1982): 4 bins centred on 0°, 45°,
-#: 90°, 135°; a sample below 0 is wrapped by +180°.
+#: 90°, 135°; a sample below 0 is wrapped by +180°.  The angle is the orientation of the
+#: preferred grating's stripes, 0° horizontal, counter-clockwise (y up) — the θ of
+#: :func:`torchtopo.functional.gabor.gabor_kernels` and of VOneNet's ``gabor_kernel``, so the
+#: 66 cells of the first bin are horizontal-preferring and the 77 of the third vertical.
 ORIENTATION_EDGES: Tuple[float, ...] = (-22.5, 22.5, 67.5, 112.5, 157.5)
 #: Cells per orientation bin (De Valois, Yund & Hepler 1982).
 ORIENTATION_COUNTS: Tuple[int, ...] = (66, 49, 77, 54)
@@ -276,7 +279,8 @@ def sample_gabor_params(
 ) -> Dict[str, Tensor]:
     """Draw the Gabor parameters of ``n_simple`` simple and ``n_complex`` complex cells.
 
-    **biological**: θ from the orientation histogram (wrapped to [0, 180)); φ ~ U[0, 360);
+    **biological**: θ (the stripes' orientation, 0° horizontal, counter-clockwise) from the
+    orientation histogram (wrapped to [0, 180)); φ ~ U[0, 360);
     (z₁, z₂) ~ N(0, [[1, ρ], [ρ, 1]]) with ρ = ``sf_corr``; ``nx = F_nx⁻¹(Φ(z₁))`` from the row
     marginal of Ringach's table, ``sf = F_sf⁻¹(Φ(z₂))`` from the spatial-frequency table (cut to
     ``[sf_min, sf_max]``); ``ny`` from the conditional (the row of ``nx``'s bin) with an

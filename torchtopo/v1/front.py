@@ -38,7 +38,9 @@ def _rebuild_after_load(module: "V1Front", incompatible_keys: Any) -> None:
 class V1Front(nn.Module):
     r"""A V1-like front-end: a fixed Gabor bank of simple and complex cells, then neuronal noise.
 
-    For each cell *i* with parameters (f, θ, φ, nx, ny, input channel c) the linear responses are
+    For each cell *i* with parameters (f, θ, φ, nx, ny, input channel c) — θ the orientation of
+    the stripes of the preferred grating, in degrees, 0° horizontal, counter-clockwise with y up,
+    as VOneNet's ``gabor_kernel`` (:mod:`torchtopo.functional.gabor`) — the linear responses are
     ``q0 = G_φ ⋆ x_c`` and, for complex cells, ``q1 = G_{φ+90°} ⋆ x_c`` (Gabor
     :func:`~torchtopo.functional.gabor_kernels`, zero padding ``k // 2``, ``stride``).  Simple
     cells give ``ReLU(q0)``, complex cells ``√(q0² + q1²)/√2``; the rates are
