@@ -16,7 +16,15 @@ from .lateral import (
     plot_lateral_selectivity,
     plot_unit_association_fields,
 )
-from .maps import correlation_matrix, correlation_vs_distance, morans_i, neighbor_correlation
+from .maps import (
+    correlation_distribution,
+    correlation_matrix,
+    correlation_vs_distance,
+    directional_morans_i,
+    mean_map_share,
+    morans_i,
+    neighbor_correlation,
+)
 from .probes import (
     eccentricity_stimuli,
     eccentricity_tuning,
@@ -32,9 +40,12 @@ __all__ = [
     "collect_activations",
     # map structure
     "morans_i",
+    "directional_morans_i",
+    "mean_map_share",
     "correlation_matrix",
     "neighbor_correlation",
     "correlation_vs_distance",
+    "correlation_distribution",
     # unit statistics
     "unit_entropy",
     "percent_zero",

@@ -2,26 +2,75 @@ r"""Map structure of a topographic layer: how smoothly its responses vary over t
 
 Moran's I (Moran 1950, "Notes on continuous stochastic phenomena", Biometrika 37) of each map,
 the correlation of unit responses and its fall-off with distance on the sheet, as used by
-Truong & Hasson (arXiv:2508.00043).  Activations are laid out ``(S, N)``: S stimuli (rows), N
+Truong & Hasson (arXiv:2508.00043); and the statistics that tell a smooth map from a striped
+one or from a fixed layout shared by every stimulus: Moran's I per neighbour direction, the
+share of variance of the mean map, Moran's I of mean-subtracted maps, and the distribution of
+pairwise correlations against a control's.  Activations are laid out ``(S, N)``: S stimuli (rows), N
 units (columns), unit ``k`` at grid row ``k // W`` and column ``k % W``; everything runs on the
 device of its input, without Python loops over units or pairs.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+import math
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .._checks import check_tensor
+from .._checks import check_bool, check_choice, check_int, check_tensor
 from ..grid import Grid, GridLike, as_grid
 from ._common import as_activations, as_float, grid_for
 from ._stats import standardize
 
-__all__ = ["morans_i", "correlation_matrix", "neighbor_correlation", "correlation_vs_distance"]
+__all__ = [
+    "morans_i",
+    "directional_morans_i",
+    "mean_map_share",
+    "correlation_matrix",
+    "neighbor_correlation",
+    "correlation_vs_distance",
+    "correlation_distribution",
+    "DIRECTIONS",
+]
 
 
-def morans_i(maps: Tensor, grid: Optional[GridLike] = None) -> Tensor:
+def _as_maps(maps: Tensor, grid: Optional[GridLike], who: str) -> Tuple[Tensor, Grid]:
+    """(B, N) float maps and their grid from (B, N), (B, H, W) or, with a grid, (N,) maps."""
+    check_tensor(maps, "maps", who, dims=(1, 2, 3), floating=False)
+    if maps.dim() == 1:
+        if grid is None:
+            raise ValueError(f"{who}: a 1-D map needs a grid; pass maps as (B, N) or (B, H, W)")
+        maps = maps.unsqueeze(0)
+    if maps.shape[0] == 0:
+        raise ValueError(f"{who}: maps must hold at least one map, got shape {tuple(maps.shape)}")
+    if maps.dim() == 3:
+        H, W = maps.shape[1], maps.shape[2]
+        g = Grid(H, W) if grid is None else as_grid(grid)
+        if (g.height, g.width) != (H, W):
+            raise ValueError(f"{who}: maps are {H}×{W} but the grid is {g.height}×{g.width}")
+        maps = maps.flatten(1)
+    else:
+        g = grid_for(grid, maps.shape[1], who)
+    x = as_float(maps)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{who}: maps must be finite, got NaN or inf")
+    return x, g
+
+
+def _centred(x: Tensor, subtract_mean_map: bool, who: str) -> Tensor:
+    """Each map minus its own mean, after removing the mean map over the batch if asked."""
+    if check_bool(subtract_mean_map, "subtract_mean_map", who):
+        x = x - x.mean(dim=0, keepdim=True)
+    return x - x.mean(dim=1, keepdim=True)
+
+
+def _ratio(num: Tensor, den: Tensor, n: int) -> Tensor:
+    """``num / den`` where the map varies, 0 for a constant map (Σz² = 0: no spatial structure)."""
+    ok = den > torch.finfo(den.dtype).tiny * n
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+
+
+def morans_i(maps: Tensor, grid: Optional[GridLike] = None, *, subtract_mean_map: bool = False) -> Tensor:
     r"""Moran's I spatial autocorrelation of each map, with binary neighbour weights.
 
     .. math::
@@ -33,40 +82,146 @@ def morans_i(maps: Tensor, grid: Optional[GridLike] = None) -> Tensor:
     default Chebyshev radius-1 grid, as in Truong & Hasson, arXiv:2508.00043) and 0 otherwise.
     I ≈ 1 for a smooth map, ≈ −1/(N−1) (near 0) for spatial noise, negative for a checkerboard.
 
+    With ``subtract_mean_map=True`` each map first loses the mean map over the batch,
+    :math:`x_k \leftarrow x_k - \frac1B \sum_{k'} x_{k'}`: the smoothness of the
+    stimulus-driven part alone, without the layout every stimulus shares (see
+    :func:`mean_map_share`).  Give it the maps of a whole stimulus set (B ≥ 2; one map minus
+    itself is constant, I = 0).
+
     Args:
         maps: (B, N) or (B, H, W) maps (a single (N,) map is taken as B = 1 only if ``grid`` is
             given).
         grid: the units' :class:`~torchtopo.Grid` or ``(H, W)``; default ``Grid(H, W)`` for
             (B, H, W) maps and ``Grid.for_units(N)`` for (B, N).
+        subtract_mean_map: remove the mean map over the B maps first.
 
     Returns:
         (B,) tensor of I values (float).  A constant map (Σz² = 0) has no defined I: it is
         returned as 0 (no spatial structure) rather than NaN.
     """
     who = "morans_i"
-    check_tensor(maps, "maps", who, dims=(1, 2, 3), floating=False)
-    if maps.dim() == 1:
-        if grid is None:
-            raise ValueError(f"{who}: a 1-D map needs a grid; pass maps as (B, N) or (B, H, W)")
-        maps = maps.unsqueeze(0)
-    if maps.dim() == 3:
-        H, W = maps.shape[1], maps.shape[2]
-        g = Grid(H, W) if grid is None else as_grid(grid)
-        if (g.height, g.width) != (H, W):
-            raise ValueError(f"{who}: maps are {H}×{W} but the grid is {g.height}×{g.width}")
-        maps = maps.flatten(1)
-    else:
-        g = grid_for(grid, maps.shape[1], who)
-    x = as_float(maps)
+    x, g = _as_maps(maps, grid, who)
     i, j = g.neighbor_pairs(x.device)
     if i.numel() == 0:
         raise ValueError(f"{who}: the grid {g.height}×{g.width} has no neighbour pairs")
-    z = x - x.mean(dim=1, keepdim=True)
+    z = _centred(x, subtract_mean_map, who)
     num = 2.0 * (z[:, i] * z[:, j]).sum(dim=1)  # Σ_i z_i Σ_j w_ij z_j, symmetric w
     den = (z * z).sum(dim=1)
     n, w = g.n_units, 2.0 * i.numel()
-    ok = den > torch.finfo(x.dtype).tiny * n
-    return torch.where(ok, (n / w) * num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+    return _ratio((n / w) * num, den, n)
+
+
+#: The neighbour offset (Δrow, Δcolumn) of each direction of :func:`directional_morans_i`.
+DIRECTIONS: Dict[str, Tuple[int, int]] = {
+    "horizontal": (0, 1),
+    "vertical": (1, 0),
+    "diagonal": (1, 1),
+    "antidiagonal": (1, -1),
+}
+
+
+def _direction_products(z: Tensor, dr: int, dc: int, wrap: bool) -> Tensor:
+    """``z[r, c] · z[r + dr, c + dc]`` for every in-bounds (or, with ``wrap``, every) pair of
+    (B, H, W) maps, flattened to (B, P)."""
+    if wrap:
+        return (z * torch.roll(z, shifts=(-dr, -dc), dims=(1, 2))).flatten(1)
+    H, W = z.shape[1], z.shape[2]
+    a = z[:, 0:H - dr, max(0, -dc):W - max(0, dc)]
+    b = z[:, dr:H, max(0, dc):W - max(0, -dc)]
+    return (a * b).flatten(1)
+
+
+def directional_morans_i(maps: Tensor, grid: Optional[GridLike] = None, *, subtract_mean_map: bool = False,
+                         reduction: str = "mean") -> Dict[str, Tensor]:
+    r"""Moran's I with one neighbour direction at a time: tells stripes from blobs.
+
+    For a direction with neighbour offset (Δr, Δc) — ``"horizontal"`` (r, c)–(r, c+1),
+    ``"vertical"`` (r, c)–(r+1, c), ``"diagonal"`` (r, c)–(r+1, c+1), ``"antidiagonal"``
+    (r, c)–(r+1, c−1) — and :math:`P_d` its unordered in-bounds pairs,
+
+    .. math::
+
+        I_d = \frac{N}{W_d}\,\frac{\sum_{(i,j)\in P_d} 2 z_i z_j}{\sum_i z_i^2}
+            = N\,\frac{\frac{1}{|P_d|}\sum_{(i,j)\in P_d} z_i z_j}{\sum_i z_i^2},
+        \qquad W_d = 2|P_d|,
+
+    :func:`morans_i` with binary weights on that direction only (z the mean-centred map, as
+    there).  A smooth map has all four near +1; horizontal stripes one unit high — rows
+    alternating — give +1 horizontally and −1 along the other three; the 8-neighbour I of
+    :func:`morans_i` is the :math:`W_d`-weighted mean of the four.  The released analysis of
+    Truong & Hasson (arXiv:2508.00043) uses the 8-neighbour I only; stripes are where the two
+    disagree.
+
+    Only the sheet's geometry is used from ``grid`` (its height, width and ``wrap``), not its
+    neighbourhood.  With ``wrap=True`` the pairs wrap around (both sides must be ≥ 3).
+
+    Args:
+        maps: (B, N) or (B, H, W) maps, as :func:`morans_i`.
+        grid: as :func:`morans_i`.
+        subtract_mean_map: remove the mean map over the B maps first (see :func:`morans_i`).
+        reduction: ``"mean"`` — each value is the mean of the per-map I over the B maps (a 0-d
+            tensor), as Truong & Hasson average Moran's I over test images; ``"none"`` — the (B,)
+            per-map values.
+
+    Returns:
+        ``{"horizontal", "vertical", "diagonal", "antidiagonal"}`` → I.  A constant map counts as
+        0 (as :func:`morans_i`); a direction without pairs (a 1-high or 1-wide sheet) is NaN.
+    """
+    who = "directional_morans_i"
+    check_choice(reduction, ("mean", "none"), "reduction", who)
+    x, g = _as_maps(maps, grid, who)
+    H, W = g.height, g.width
+    if H * W < 2:
+        raise ValueError(f"{who}: the grid {H}×{W} has no neighbour pairs")
+    if g.wrap and min(H, W) < 3:
+        raise ValueError(f"{who}: a wrap-around grid needs both sides >= 3 (no pair twice), got {H}×{W}")
+    z = _centred(x, subtract_mean_map, who).reshape(-1, H, W)
+    den = (z * z).flatten(1).sum(dim=1)
+    n = H * W
+    out: Dict[str, Tensor] = {}
+    for name, (dr, dc) in DIRECTIONS.items():
+        prod = _direction_products(z, dr, dc, g.wrap)
+        if prod.shape[1] == 0:
+            v = torch.full_like(den, float("nan"))
+        else:
+            v = _ratio(n * prod.mean(dim=1), den, n)
+        out[name] = v.mean() if reduction == "mean" else v
+    return out
+
+
+def mean_map_share(maps: Tensor) -> float:
+    r"""The share of the maps' variance that the stimulus-independent mean map explains.
+
+    .. math::
+
+        s = 1 - \frac{\sum_k \lVert m_k - \bar m\rVert^2}{\sum_k \lVert m_k - \mu\rVert^2},
+        \qquad \bar m = \frac1K\sum_k m_k,\quad \mu = \text{the mean of every entry of every map}
+
+    for K maps :math:`m_k` (one per stimulus) of N units.  s = 1 when every stimulus gives the
+    same map (the layout is fixed, whatever the input), s = 0 when the mean map is flat (all
+    spatial structure is stimulus-driven).  A smooth mean map with a high share makes every
+    map look smooth (high :func:`morans_i`) without the units' tuning being organised: compare
+    with ``morans_i(maps, subtract_mean_map=True)``.
+
+    Args:
+        maps: (K, N) or (K, H, W), K ≥ 2 maps (e.g. pre-ReLU activations over a test set).
+
+    Returns:
+        s in [0, 1] as a float; 0 when all the maps are one constant (nothing to explain, as
+        the R² of a constant filter in :func:`~torchtopo.analysis.fit_gabor`).
+    """
+    who = "mean_map_share"
+    check_tensor(maps, "maps", who, dims=(2, 3), floating=False)
+    if maps.shape[0] < 2:
+        raise ValueError(f"{who}: needs at least 2 maps (one per stimulus), got shape {tuple(maps.shape)}")
+    x = as_float(maps.flatten(1)).double()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{who}: maps must be finite, got NaN or inf")
+    total = ((x - x.mean()) ** 2).sum()
+    resid = ((x - x.mean(dim=0, keepdim=True)) ** 2).sum()
+    if float(total) <= torch.finfo(torch.float64).tiny * x.numel():
+        return 0.0
+    return float((1.0 - resid / total).clamp(0.0, 1.0))
 
 
 def correlation_matrix(activations: Tensor) -> Tensor:
@@ -182,3 +337,87 @@ def correlation_vs_distance(
         "pair_i": iu,
         "pair_j": ju,
     }
+
+
+def _bimodality(r: Tensor) -> Tensor:
+    """Sarle's bimodality coefficient of a sample (finite-sample skewness and kurtosis)."""
+    n = r.numel()
+    z = r - r.mean()
+    m2 = (z * z).mean()
+    if float(m2) <= 0.0:
+        return torch.zeros((), dtype=r.dtype, device=r.device)
+    g1 = (z**3).mean() / m2**1.5
+    g2 = (z**4).mean() / m2**2 - 3.0
+    G1 = g1 * math.sqrt(n * (n - 1)) / (n - 2)
+    G2 = ((n + 1) * g2 + 6.0) * (n - 1) / ((n - 2) * (n - 3))
+    return (G1 * G1 + 1.0) / (G2 + 3.0 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+
+
+def _pair_r(activations: Tensor, who: str, name: str) -> Tensor:
+    a = as_activations(activations, who, name)
+    r = correlation_matrix(a).double()
+    n = r.shape[0]
+    iu, ju = torch.triu_indices(n, n, offset=1, device=r.device)
+    v = r[iu, ju]
+    v = v[torch.isfinite(v)]
+    if v.numel() < 4:
+        raise ValueError(f"{who}: {name} must have at least 4 pairs of responding units, got {v.numel()}")
+    return v
+
+
+def correlation_distribution(activations: Tensor, control: Optional[Tensor] = None, *,
+                             bins: int = 40) -> Dict[str, Tensor]:
+    r"""The distribution of pairwise response correlations, against a control's.
+
+    For every unordered pair i < j of responding units, the Pearson r of their responses over
+    the stimuli (:func:`correlation_matrix`); its histogram on ``bins`` equal bins of [−1, 1]
+    (a density: Σ density · bin width = 1), its mean, mean |r| and Sarle's bimodality
+    coefficient
+
+    .. math:: b = \frac{G_1^2 + 1}{G_2 + \frac{3(n-1)^2}{(n-2)(n-3)}}
+
+    (:math:`G_1`, :math:`G_2` the sample skewness and excess kurtosis with the usual small-sample
+    corrections, n the number of pairs; b > 5/9 hints at bimodality, a uniform density gives
+    5/9; a single repeated value gives 0).  Truong & Hasson (arXiv:2508.00043) report the
+    histogram: WS smooth, AS bimodal.  With ``control`` (the activations of a control model on
+    the same stimuli) the same statistics for it, prefixed ``control_``, and two comparisons:
+    ``ks``, the two-sample Kolmogorov–Smirnov distance :math:`\sup_r |F(r) - F_c(r)|`, and
+    ``overlap``, :math:`\sum_b \min(p_b, q_b)\,\Delta` ∈ [0, 1] of the two histograms.  Plot with
+    :func:`torchtopo.plot.correlation_histogram` (``{"control": out["control_pair_r"],
+    "model": out["pair_r"]}``).
+
+    Args:
+        activations: (S, N), S ≥ 2 stimuli (conv maps are averaged over positions).
+        control: optional (S′, N′) activations of the control.
+        bins: histogram bins on [−1, 1].
+
+    Returns:
+        dict of tensors: ``pair_r`` (P,), ``edges`` (bins + 1,), ``density`` (bins,), ``mean``,
+        ``mean_abs``, ``bimodality``; with a control also ``control_pair_r``,
+        ``control_density``, ``control_mean``, ``control_mean_abs``, ``control_bimodality``,
+        ``ks`` and ``overlap``.
+    """
+    who = "correlation_distribution"
+    bins = check_int(bins, "bins", who, minimum=1)
+    sets = {"": _pair_r(activations, who, "activations")}
+    if control is not None:
+        sets["control_"] = _pair_r(control, who, "control")
+    edges = torch.linspace(-1.0, 1.0, bins + 1, dtype=torch.float64, device=sets[""].device)
+    width = 2.0 / bins
+    out: Dict[str, Tensor] = {"edges": edges}
+    for prefix, r in sets.items():
+        idx = ((r + 1.0) / width).floor().long().clamp(0, bins - 1)
+        counts = torch.bincount(idx, minlength=bins).to(torch.float64)
+        out[prefix + "pair_r"] = r
+        out[prefix + "density"] = counts / (r.numel() * width)
+        out[prefix + "mean"] = r.mean()
+        out[prefix + "mean_abs"] = r.abs().mean()
+        out[prefix + "bimodality"] = _bimodality(r)
+    if control is not None:
+        a, c = sets[""], sets["control_"].to(sets[""].device)
+        both = torch.sort(torch.cat([a, c])).values
+        fa = torch.searchsorted(torch.sort(a).values, both, right=True).double() / a.numel()
+        fc = torch.searchsorted(torch.sort(c).values, both, right=True).double() / c.numel()
+        out["ks"] = (fa - fc).abs().max()
+        out["overlap"] = (torch.minimum(out["density"], out["control_density"].to(a.device)) * width).sum()
+    return out
