@@ -230,3 +230,12 @@ def test_load_state_dict_errors():
         reg.load_state_dict({"step": "1", "terms": {"4": {}}})
     reg.load_state_dict({"step": 4, "terms": {"4": {}}})
     assert reg.step == 4
+
+
+def test_dropped_regularizer_leaves_no_hook():
+    import gc
+
+    m = _model()
+    tt.attach(m, {"0": tt.ActivationSimilarity(1.0, grid=(3, 3))})
+    gc.collect()
+    assert len(m[0]._forward_hooks) == 0

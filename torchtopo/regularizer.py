@@ -24,7 +24,8 @@ Training-loop semantics:
 
   An activation term then sees each micro-batch on its own (its statistics are over the
   micro-batch).  A second forward before ``penalty()`` overwrites the first's activations; that
-  is warned about once per layer.
+  is warned about once per layer (``reg.clear()`` before the forward that counts drops an
+  earlier capture on purpose, e.g. after an attack's forwards in adversarial training).
 * **Activation checkpointing**: use ``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)``:
   the forward is captured as usual and the recomputation that runs inside ``backward()`` is not.
   The reentrant variant runs the forward under ``no_grad``, so a layer inside it captures nothing
@@ -84,7 +85,8 @@ class Term(abc.ABC):
     Args:
         strength: the weight λ of the term in :meth:`Regularizer.penalty`: a non-negative number,
             or a callable ``strength(step) -> float`` (e.g. a warm-up schedule), ``step`` being
-            the number of ``penalty()`` calls made before.
+            :attr:`Regularizer.step` (the number of ``penalty()`` calls made before that
+            advanced it); it must return a finite number >= 0 (checked at each ``penalty()``).
     """
 
     needs_input: bool = False
@@ -229,13 +231,6 @@ class Regularizer:
             )
         self._captured[name] = capture
 
-    def _check_attached(self, who: str) -> None:
-        if self._removed:
-            raise RuntimeError(
-                f"{who}: this regularizer was removed (reg.remove(), or its with-block ended): its "
-                f"hooks are gone and it captures nothing; attach the terms again with tt.attach()"
-            )
-
     # ------------------------------------------------------------------ public
     @property
     def terms(self) -> Dict[str, Term]:
@@ -304,7 +299,11 @@ class Regularizer:
             ValueError: a strength schedule returned NaN, inf or a negative number; a layer ran
                 on an empty batch.
         """
-        self._check_attached("penalty()")
+        if self._removed:
+            raise RuntimeError(
+                "penalty(): this regularizer was removed (reg.remove(), or its with-block ended): "
+                "its hooks are gone and it captures nothing; attach the terms again with tt.attach()"
+            )
         if not isinstance(advance, bool):
             raise TypeError(f"penalty(): advance must be True or False, got {type(advance).__name__} ({advance!r})")
         total: Optional[Tensor] = None
@@ -444,6 +443,10 @@ class Regularizer:
             "copies the model too)"
         )
 
+    def __del__(self) -> None:  # a dropped regularizer leaves no (dead) hooks behind
+        for h in getattr(self, "_handles", ()):
+            h.remove()
+
     def __enter__(self) -> "Regularizer":
         return self
 
@@ -460,7 +463,8 @@ def attach(model: nn.Module, terms: Mapping[str, Union[Term, Sequence[Term]]]) -
 
     Args:
         model: any ``nn.Module`` (a DistributedDataParallel wrapper or a ``torch.compile``'d
-            model too: names may omit the ``module.`` / ``_orig_mod.`` prefix).
+            model too: names may omit the ``module.`` / ``_orig_mod.`` prefix; activation terms
+            do not work through ``nn.DataParallel`` replicas, see the module docstring).
         terms: ``{module_name: term}`` or ``{module_name: [term, ...]}``; each term is copied,
             so one instance can be reused for several layers.
 
