@@ -47,7 +47,7 @@ import torchtopo as tt
 import torchtopo.functional as F
 from torchtopo.functional import resolve_backend
 
-EPS = 1e-8
+EPS_REL = 1e-2  # torchtopo's ε² = 0.01 × the mean over units of ‖x̃‖², inside the norms
 def _topoloss_version() -> str:
     try:
         from importlib.metadata import version
@@ -87,14 +87,18 @@ def topoloss_lp(sheet: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------ implementations
-def _naive_distance(a: torch.Tensor, b: torch.Tensor, distance: str, dim: int) -> torch.Tensor:
+def _naive_distance(x: torch.Tensor, i: torch.Tensor, j: torch.Tensor, distance: str, dim: int) -> torch.Tensor:
+    """d for every pair (i, j) of units of ``x`` (units on ``1 - dim``, vectors on ``dim``), the
+    plain way: gather both sides, reduce."""
     if distance in ("euclidean", "sqeuclidean"):
-        s = (a - b).square().sum(dim)
+        s = (x.index_select(1 - dim, i) - x.index_select(1 - dim, j)).square().sum(dim)
         return s.clamp_min(0).sqrt() if distance == "euclidean" else s
     if distance == "correlation":
-        a = a - a.mean(dim, keepdim=True)
-        b = b - b.mean(dim, keepdim=True)
-    return 1 - (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + EPS)
+        x = x - x.mean(dim, keepdim=True)
+    n2 = x.square().sum(dim)
+    n = (n2 + EPS_REL * n2.mean()).sqrt()
+    a, b = x.index_select(1 - dim, i), x.index_select(1 - dim, j)
+    return 1 - (a * b).sum(dim) / (n[i] * n[j])
 
 
 def build(impl: str, case: dict, device: str, dtype: torch.dtype) -> Callable[[], None]:
@@ -129,9 +133,7 @@ def build(impl: str, case: dict, device: str, dtype: torch.dtype) -> Callable[[]
         i, j = grid.neighbor_pairs(device)
 
         def loss():
-            if kind == "WS":
-                return _naive_distance(x[i], x[j], distance, 1).mean()
-            return _naive_distance(x[:, i], x[:, j], distance, 0).mean()
+            return _naive_distance(x, i, j, distance, 1 if kind == "WS" else 0).mean()
 
     elif impl == "topoloss":
 
@@ -143,7 +145,8 @@ def build(impl: str, case: dict, device: str, dtype: torch.dtype) -> Callable[[]
 
         def loss():
             z = x - x.mean(0, keepdim=True)
-            z = z / (z.norm(dim=0, keepdim=True) + EPS)
+            n2 = z.square().sum(0, keepdim=True)
+            z = z / (n2 + EPS_REL * n2.mean()).sqrt()
             C = z.T @ z  # (N, N)
             return (1 - C[i, j]).mean()
 

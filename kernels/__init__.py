@@ -2,8 +2,8 @@
 
 Optional at run time: ``HAS_TRITON`` is False when Triton does not import, and
 :mod:`torchtopo.functional` then uses its PyTorch path.  When Triton imports,
-:func:`neighbor_distance_mean` is the fused neighbour-distance kernel family behind the WS and AS
-losses (see :mod:`torchtopo.kernels.neighbor`).  On CPU tensors the kernels only run under
+:func:`pair_sums` and :func:`pair_grad` are the two fused walks of the neighbour-distance
+penalties behind the WS and AS losses (see :mod:`torchtopo.kernels.neighbor`).  On CPU tensors the kernels only run under
 ``TRITON_INTERPRET=1`` (set before ``triton`` is first imported), which is how the tests check
 them.
 """
@@ -21,8 +21,8 @@ __all__ = ["HAS_TRITON"]
 
 if HAS_TRITON:  # pragma: no branch
     try:
-        from .neighbor import neighbor_distance_mean  # noqa: F401
+        from .neighbor import pair_grad, pair_sums  # noqa: F401
 
-        __all__ += ["neighbor_distance_mean"]
+        __all__ += ["pair_sums", "pair_grad"]
     except Exception:  # pragma: no cover - a Triton too old for the kernels
         HAS_TRITON = False

@@ -15,24 +15,36 @@ from test_grid import oracle_pairs
 DIST = ["euclidean", "sqeuclidean", "cosine", "correlation"]
 
 
-def d_oracle(x, y, distance):
-    x, y = x.double().tolist(), y.double().tolist()
-    if distance in ("euclidean", "sqeuclidean"):
-        s = sum((a - b) ** 2 for a, b in zip(x, y))
-        return math.sqrt(s) if distance == "euclidean" else s
+def _centred(x, distance):
+    x = x.double().tolist()
     if distance == "correlation":
-        mx, my = sum(x) / len(x), sum(y) / len(y)
-        x, y = [a - mx for a in x], [b - my for b in y]
+        m = sum(x) / len(x)
+        x = [a - m for a in x]
+    return x
+
+
+def eps2_oracle(vectors, distance):
+    """ε² of the angular distances: 0.01 × the mean over units of ‖x̃‖² (+ 1e-30)."""
+    sq = [sum(a * a for a in _centred(v, distance)) for v in vectors]
+    return 0.01 * sum(sq) / len(sq) + 1e-30
+
+
+def d_oracle(x, y, distance, sign="signed", eps2=0.0):
+    if distance in ("euclidean", "sqeuclidean"):
+        s = sum((a - b) ** 2 for a, b in zip(x.double().tolist(), y.double().tolist()))
+        return math.sqrt(s) if distance == "euclidean" else s
+    x, y = _centred(x, distance), _centred(y, distance)
     dot = sum(a * b for a, b in zip(x, y))
-    nx, ny = math.sqrt(sum(a * a for a in x)), math.sqrt(sum(b * b for b in y))
-    return 1 - dot / (nx * ny + 1e-8)
+    s = dot / (math.sqrt(sum(a * a for a in x) + eps2) * math.sqrt(sum(b * b for b in y) + eps2))
+    return 1 - {"signed": s, "absolute": abs(s), "squared": s * s}[sign]
 
 
-def mean_oracle(vectors, g, distance):
+def mean_oracle(vectors, g, distance, sign="signed"):
     pairs = oracle_pairs(g.height, g.width, g.radius, g.metric, g.wrap)
     if not pairs:
         return 0.0
-    return sum(d_oracle(vectors[i], vectors[j], distance) for i, j in pairs) / len(pairs)
+    e2 = eps2_oracle(vectors, distance)
+    return sum(d_oracle(vectors[i], vectors[j], distance, sign, e2) for i, j in pairs) / len(pairs)
 
 
 grid_st = st.builds(
@@ -57,18 +69,27 @@ def test_weight_similarity_matches_oracle(g, D, distance, dtype, seed):
     assert float(got) == pytest.approx(want, rel=tol, abs=tol)
 
 
-@settings(max_examples=40, deadline=None)
-@given(grid_st, st.integers(2, 6), st.sampled_from(DIST), st.integers(0, 2**31), st.booleans())
-def test_activation_similarity_matches_oracle(g, B, distance, seed, conv):
+FORMS = [(d, s) for d in DIST for s in (("signed", "absolute", "squared") if d in ("cosine", "correlation") else ("signed",))]
+
+
+@settings(max_examples=60, deadline=None)
+@given(grid_st, st.integers(2, 6), st.sampled_from(FORMS), st.integers(0, 2**31), st.sampled_from(["dense", "conv", "tokens"]))
+def test_activation_similarity_matches_oracle(g, B, form, seed, layout):
+    distance, sign = form
     gen = torch.Generator().manual_seed(seed)
-    if conv:
+    kw = {}
+    if layout == "conv":
         a = torch.randn(B, g.n_units, 2, 3, generator=gen, dtype=torch.float64)
         vectors = a.permute(1, 0, 2, 3).reshape(g.n_units, -1)  # channel k: batch × positions
+    elif layout == "tokens":  # (B, T, N) of a transformer: batch × tokens are the stimuli
+        a = torch.randn(B, 3, g.n_units, generator=gen, dtype=torch.float64)
+        vectors = a.reshape(-1, g.n_units).T
+        kw = {"unit_dim": -1}
     else:
         a = torch.randn(B, g.n_units, generator=gen, dtype=torch.float64)
         vectors = a.T
-    got = TF.activation_similarity(a, g, distance=distance, backend="torch")
-    assert float(got) == pytest.approx(mean_oracle(vectors, g, distance), rel=1e-9, abs=1e-9)
+    got = TF.activation_similarity(a, g, distance=distance, sign=sign, backend="torch", **kw)
+    assert float(got) == pytest.approx(mean_oracle(vectors, g, distance, sign), rel=1e-9, abs=1e-9)
 
 
 def test_conv_weight_rows_are_units():
@@ -103,13 +124,21 @@ def test_views_not_copies():
     assert TF.unit_view(a2, g, "columns").data_ptr() == a2.data_ptr()
 
 
-@pytest.mark.parametrize("distance", DIST)
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("grid", [tt.Grid(3, 4), tt.Grid(3, 3, wrap=True), tt.Grid(2, 2, wrap=True, radius=2), tt.Grid(1, 5)])
-def test_gradcheck(distance, grid):
-    w = torch.randn(grid.n_units, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: TF.weight_similarity(t, grid, distance=distance), (w,))
+def test_gradcheck(form, grid):
+    distance, sign = form
+    if sign == "signed":
+        w = torch.randn(grid.n_units, 4, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(lambda t: TF.weight_similarity(t, grid, distance=distance), (w,))
     a = torch.randn(5, grid.n_units, 2, 2, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: TF.activation_similarity(t, grid, distance=distance), (a,))
+    assert torch.autograd.gradcheck(
+        lambda t: TF.activation_similarity(t, grid, distance=distance, sign=sign), (a,)
+    )
+    tok = torch.randn(2, 3, grid.n_units, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda t: TF.activation_similarity(t, grid, distance=distance, sign=sign, unit_dim=-1), (tok,)
+    )
 
 
 def test_gradcheck_spatial_correlation():
@@ -202,12 +231,13 @@ def test_bad_inputs():
         TF.weight_similarity(torch.tensor(1.0), tt.Grid(1, 1))
     with pytest.raises(ValueError, match="batch size 1"):
         TF.activation_similarity(torch.randn(1, 121), g)
+    with pytest.raises(ValueError, match="at least 2 stimuli"):
+        TF.activation_similarity(torch.randn(0, 121), g)
     with pytest.raises(ValueError, match="batch size 1"):
         TF.spatial_correlation(torch.randn(1, 121), g)
     with pytest.raises(ValueError, match=r"\(B, N\)"):
         TF.activation_similarity(torch.randn(121), g)
-    with pytest.raises(ValueError, match=r"\(B, N\)"):
-        TF.activation_similarity(torch.randn(2, 121, 2, 2, 2), g)
+    assert torch.isfinite(TF.activation_similarity(torch.randn(2, 121, 2, 2, 2), g))  # conv3d: C units
     with pytest.raises(ValueError, match=r"64 units.*121"):
         TF.activation_similarity(torch.randn(8, 64, 4, 4), g)
     with pytest.raises(TypeError, match="grid"):
@@ -245,3 +275,158 @@ def test_mean_over_ordered_equals_unordered():
     ii, jj = torch.cat([i, j]), torch.cat([j, i])
     ordered = (w[ii] - w[jj]).norm(dim=1).mean()
     assert float(TF.weight_similarity(w, g)) == pytest.approx(float(ordered), rel=1e-12)
+
+
+# ------------------------------------------------------------------ sign forms and unit_dim
+def test_sign_forms_on_anticorrelated_neighbours():
+    """r = −1 everywhere: 1 − r = 2, while the sign-agnostic forms see perfect similarity."""
+    g = tt.Grid(1, 2)
+    t = torch.linspace(-1, 1, 9, dtype=torch.float64)
+    a = torch.stack([t, -t], dim=1)  # (9 stimuli, 2 units), r = −1
+    shrink = 1 / (1 + 0.01)  # ε² = 0.01 × the mean ‖x̃‖² with equal norms
+    assert float(TF.activation_similarity(a, g)) == pytest.approx(1 + shrink, rel=1e-12)
+    assert float(TF.activation_similarity(a, g, sign="absolute")) == pytest.approx(1 - shrink, rel=1e-12)
+    assert float(TF.activation_similarity(a, g, sign="squared")) == pytest.approx(1 - shrink**2, rel=1e-12)
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "sqeuclidean"])
+@pytest.mark.parametrize("sign", ["absolute", "squared"])
+def test_sign_forms_need_an_angular_distance(distance, sign):
+    with pytest.raises(ValueError, match=r"sign='(absolute|squared)' needs an angular distance.*'(sq)?euclidean'"):
+        TF.activation_similarity(torch.randn(4, 9), (3, 3), distance=distance, sign=sign)
+    with pytest.raises(ValueError, match=r"sign must be one of \('signed', 'absolute', 'squared'\), got 'abs'"):
+        TF.activation_similarity(torch.randn(4, 9), (3, 3), sign="abs")
+    with pytest.raises(ValueError, match="sign must be one of"):
+        TF.neighbor_distance_mean(torch.randn(1, 3, 3, 4), (3, 3), distance="cosine", sign=None)
+
+
+def test_unit_dim_tokens_and_ambiguity():
+    g = tt.Grid(3, 3)
+    x = torch.randn(4, 5, 9, dtype=torch.float64)  # (B, T, N)
+    want = TF.activation_similarity(x.reshape(20, 9), g)
+    assert float(TF.activation_similarity(x, g, unit_dim=-1)) == pytest.approx(float(want), rel=1e-12)
+    assert float(TF.activation_similarity(x, g, unit_dim=2)) == pytest.approx(float(want), rel=1e-12)
+    with pytest.raises(ValueError, match=r"last dimension has 9: pass unit_dim=-1"):
+        TF.activation_similarity(x, g)
+    # T = N: silently taking T as the units was the old behaviour; now it asks
+    sq = torch.randn(4, 9, 9, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"ambiguous.*dimensions 1 and 2 both have 9.*unit_dim=-1"):
+        TF.activation_similarity(sq, g)
+    with pytest.raises(ValueError, match=r"ambiguous"):
+        TF.spatial_correlation(sq, g)
+    by_tokens = TF.activation_similarity(sq, g, unit_dim=-1)
+    assert float(by_tokens) == pytest.approx(float(TF.activation_similarity(sq.reshape(36, 9), g)), rel=1e-12)
+    by_channels = TF.activation_similarity(sq, g, unit_dim=1)
+    assert float(by_channels) == pytest.approx(float(TF.activation_similarity(sq.transpose(1, 2).reshape(36, 9), g)), rel=1e-12)
+    assert float(TF.spatial_correlation(sq, g, unit_dim=-1)) == pytest.approx(
+        float(TF.spatial_correlation(sq.reshape(36, 9), g)), rel=1e-12)
+    # a non-contiguous input is reshaped (copied) correctly
+    nc = torch.randn(5, 4, 9, dtype=torch.float64).transpose(0, 1)
+    assert float(TF.activation_similarity(nc, g, unit_dim=-1)) == pytest.approx(
+        float(TF.activation_similarity(nc.reshape(20, 9), g)), rel=1e-12)
+    with pytest.raises(ValueError, match=r"unit_dim must be in \[-3, 2\].*got 3"):
+        TF.activation_similarity(x, g, unit_dim=3)
+    with pytest.raises(TypeError, match="unit_dim must be an int, got str"):
+        TF.activation_similarity(x, g, unit_dim="-1")
+    with pytest.raises(TypeError, match="unit_dim must be an int, got bool"):
+        TF.activation_similarity(x, g, unit_dim=True)
+    with pytest.raises(ValueError, match=r"has 4 units \(dimension 0"):
+        TF.activation_similarity(x, g, unit_dim=0)
+
+
+# ------------------------------------------------------------- bounded gradients, overflow
+def _row_grad_norms(w, g, distance):
+    w = w.clone().requires_grad_()
+    TF.weight_similarity(w, g, distance=distance, backend="torch").backward()
+    return w.grad.norm(dim=1)
+
+
+@pytest.mark.parametrize("distance", ["cosine", "correlation"])
+def test_gradient_at_a_zero_row_is_bounded(distance):
+    """With ‖x‖‖y‖ + 1e-8 in the denominator a zero weight row had a gradient 10⁶–10⁷ times a
+    typical row's; with ε inside the norms (ε = a tenth of the RMS norm) it is about 10 times,
+    and never more than the analytic bound deg(u) / (ε · n_pairs)."""
+    g = tt.Grid(11, 11)
+    torch.manual_seed(0)
+    w = torch.randn(121, 64) * 0.1
+    typical = _row_grad_norms(w, g, distance).median()
+    w[60] = 0.0
+    n = _row_grad_norms(w, g, distance)
+    assert torch.isfinite(n).all()
+    assert n[60] <= 15 * typical
+    x = w - w.mean(1, keepdim=True) if distance == "correlation" else w
+    eps = math.sqrt(0.01 * float(x.square().sum(1).mean()))
+    assert float(n[60]) <= 8 / (eps * g.n_pairs) * 1.001
+    # dead and constant units of AS alike
+    a = torch.randn(32, 121)
+    typical = a.clone().requires_grad_()
+    TF.activation_similarity(typical, g, distance=distance).backward()
+    a[:, 60] = 0.0
+    if distance == "correlation":
+        a[:, 61] = 3.0  # constant: zero variance
+    a.requires_grad_()
+    TF.activation_similarity(a, g, distance=distance).backward()
+    n = a.grad.norm(dim=0)
+    assert float(n.max()) <= 20 * float(typical.grad.norm(dim=0).median())
+
+
+@pytest.mark.parametrize("distance", ["cosine", "correlation"])
+def test_one_sgd_step_on_a_zeroed_row_does_not_explode(distance):
+    """Before: one SGD step moved a zeroed row from norm 0 to 4·10³.  Now it moves less than
+    the other rows' norms."""
+    torch.manual_seed(1)
+    layer = tt.TopoLinear(64, (11, 11))
+    with torch.no_grad():
+        layer.weight[60] = 0.0
+    reg = tt.attach(torch.nn.Sequential(layer), {"0": tt.WeightSimilarity(strength=1.0, distance=distance)})
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    reg.penalty().backward()
+    opt.step()
+    norms = layer.weight.detach().norm(dim=1)
+    assert torch.isfinite(norms).all()
+    assert 0 < float(norms[60]) < 0.1 * float(norms.median())
+    reg.remove()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("distance", DIST)
+def test_huge_values_do_not_overflow(dtype, distance):
+    """Values of 10²⁰ in float32/bfloat16: squares (10⁴⁰) overflow the dtype, so each call
+    divides by a power of two first.  Every distance whose mean fits gives a finite loss equal to
+    the float64 one, and finite gradients; 10⁻³⁰ (squares underflow) alike."""
+    g = tt.Grid(4, 5)
+    for scale in (1e20, 1e-30):
+        w64 = torch.randn(20, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * scale
+        w = w64.to(dtype).requires_grad_()
+        loss = TF.weight_similarity(w, g, distance=distance)
+        loss.backward()
+        loss = loss.detach()
+        want = float(TF.weight_similarity(w.detach().double(), g, distance=distance))
+        assert torch.isfinite(w.grad).all()
+        if distance == "sqeuclidean":  # 10⁴¹ does not fit float32; 10⁻⁵⁹ underflows to 0
+            assert float(loss) == (math.inf if scale > 1 else 0.0)
+            continue
+        assert math.isfinite(float(loss)) and float(loss) == pytest.approx(want, rel=1e-5)
+    # sqeuclidean: per-pair sums of 10³⁷ whose sum over the 27 pairs overflows; the mean fits
+    w = (torch.randn(20, 16, generator=torch.Generator().manual_seed(3)) * 1e18).to(dtype).requires_grad_()
+    if distance == "sqeuclidean":
+        loss = TF.weight_similarity(w, g, distance=distance).detach()
+        want = float(TF.weight_similarity(w.detach().double(), g, distance=distance))
+        assert 1e36 < want < 3e38 and float(loss) == pytest.approx(want, rel=1e-5)
+
+
+def test_scale_is_a_power_of_two_and_exact():
+    """Scaled and unscaled sums agree exactly: the power of two changes exponents only."""
+    from torchtopo.functional._neighbor import call_scale
+
+    w = torch.randn(12, 7, dtype=torch.float64)
+    assert float(call_scale(w)) == 1.0
+    c = float(call_scale(w * 2.0**40))
+    assert c == 2.0 ** round(math.log2(c)) and 1 <= float((w * 2.0**40).abs().max()) / c < 2
+    g = tt.Grid(3, 4)
+    for distance in DIST:
+        base = TF.weight_similarity(w, g, distance=distance)
+        big = TF.weight_similarity(w * 2.0**40, g, distance=distance)
+        p = {"sqeuclidean": 2, "euclidean": 1}.get(distance, 0)
+        assert float(big) == float(base) * 2.0 ** (40 * p)
+    assert float(call_scale(torch.zeros(3))) == 1.0 and float(call_scale(torch.tensor([float("nan")]))) == 1.0

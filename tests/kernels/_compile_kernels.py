@@ -24,12 +24,12 @@ def _signatures(dt: str):
     acc = "fp64" if dt == "fp64" else "fp32"
     grid = {"N": "i32", "H": "i32", "W": "i32", "Q": "i32", "D": "i32",
             "s0": "i64", "s1": "i64", "s2": "i64", "s3": "i64"}
-    fwd = {"X": f"*{dt}", "MEAN": f"*{acc}", "OFFS": "*i32", "DIST": f"*{acc}",
-           "A1": f"*{acc}", "A2": f"*{acc}", "B": f"*{acc}", **grid, "N_OFF": "i32", "eps": "fp32"}
-    bwd = {"X": f"*{dt}", "MEAN": f"*{acc}", "OFFS": "*i32", "A1": f"*{acc}", "A2": f"*{acc}",
-           "B": f"*{acc}", "SCALE": f"*{acc}", "OUT": f"*{dt}", **grid,
+    fwd = {"X": f"*{dt}", "INV": f"*{acc}", "MEAN": f"*{acc}", "OFFS": "*i32", "QOUT": f"*{acc}",
+           "NSQ": f"*{acc}", **grid, "N_OFF": "i32"}
+    bwd = {"X": f"*{dt}", "INV": f"*{acc}", "MEAN": f"*{acc}", "OFFS": "*i32", "ALPHA": f"*{acc}",
+           "B": f"*{acc}", "OUT": f"*{dt}", **grid,
            "o0": "i64", "o1": "i64", "o2": "i64", "o3": "i64", "N_OFF": "i32"}
-    mean = {"X": f"*{dt}", "MEAN": f"*{acc}", **{k: v for k, v in grid.items() if k != "H"}}
+    mean = {"X": f"*{dt}", "INV": f"*{acc}", "MEAN": f"*{acc}", **{k: v for k, v in grid.items() if k != "H"}}
     return fwd, bwd, mean
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import torchtopo as tt
 import torchtopo.functional as F
+import torchtopo.functional._neighbor as NB
 import torchtopo.functional._neighbor_torch as T
 import torchtopo.kernels as K
 
@@ -31,10 +32,15 @@ FEW = settings(max_examples=5, deadline=None, suppress_health_check=list(HealthC
 
 
 # ------------------------------------------------------------------------------ helpers
-def kernel(X, grid, distance, **blocks):
-    """The kernels' entry point with what torchtopo's dispatcher passes in: eps 1e-8 and the
-    PyTorch backend's pair-list sum as the fallback."""
-    return K.neighbor_distance_mean(X, grid, distance, eps=1e-8, fallback=T.neighbor_sum_pairs, **blocks)
+def kernel(X, grid, distance, sign="signed", **blocks):
+    """The mean through the kernels' walks (tile sizes ``blocks``), as the dispatcher runs it."""
+    if blocks:
+        return NB.NeighborMean.apply(X, grid, distance, sign, NB.TritonWalker(**blocks))
+    return F.neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend="triton")
+
+
+def torch_path(X, grid, distance, sign="signed"):
+    return F.neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend="torch")
 
 
 def make_view(layout: str, H: int, W: int, a: int, b: int, dtype=torch.float64, seed: int = 0):
@@ -52,19 +58,22 @@ def make_view(layout: str, H: int, W: int, a: int, b: int, dtype=torch.float64, 
     return leaf, F.unit_view(leaf, grid, "columns")
 
 
-def both(X, leaf, grid, distance, **blocks):
+def both(X, leaf, grid, distance, sign="signed", **blocks):
     """(value, grad) from the kernels and from the torch path."""
-    k = kernel(X, grid, distance, **blocks)
+    k = kernel(X, grid, distance, sign, **blocks)
     (gk,) = torch.autograd.grad(k, leaf)
-    t = T.neighbor_sum(X, grid, distance) / grid.n_pairs
+    t = torch_path(X, grid, distance, sign)
     (gt,) = torch.autograd.grad(t, leaf)
     return k, gk, t, gt
 
 
-def brute_force(leaf_view: torch.Tensor, grid: tt.Grid, distance: str) -> torch.Tensor:
-    """Plain loops over every pair of units, the distances of Truong & Hasson written out."""
+def brute_force(leaf_view: torch.Tensor, grid: tt.Grid, distance: str, sign: str = "signed") -> torch.Tensor:
+    """Plain loops over every pair of units, the distances of Truong & Hasson written out (the
+    angular ones with ε² = 0.01 × the mean over units of ‖x̃‖² inside the norms)."""
     P, H, W, Q = leaf_view.shape
     V = [leaf_view[:, r, c, :].reshape(-1) for r in range(H) for c in range(W)]
+    C = [v - v.mean() if distance == "correlation" else v for v in V]
+    eps2 = 0.01 * sum((v * v).sum() for v in C) / len(C) + 1e-30
     total, count = leaf_view.new_zeros(()), 0
     for i in range(H * W):
         for j in range(i + 1, H * W):
@@ -79,11 +88,9 @@ def brute_force(leaf_view: torch.Tensor, grid: tt.Grid, distance: str) -> torch.
                 s = ((x - y) ** 2).sum()
                 d = s if distance == "sqeuclidean" else (torch.sqrt(s) if s > 0 else s * 0)
             else:
-                if distance == "correlation":
-                    x, y = x - x.mean(), y - y.mean()
-                nx = torch.sqrt((x * x).sum()) if (x * x).sum() > 0 else x.sum() * 0
-                ny = torch.sqrt((y * y).sum()) if (y * y).sum() > 0 else y.sum() * 0
-                d = 1 - (x * y).sum() / (nx * ny + 1e-8)
+                x, y = C[i], C[j]
+                r = (x * y).sum() / (torch.sqrt((x * x).sum() + eps2) * torch.sqrt((y * y).sum() + eps2))
+                d = 1 - {"signed": r, "absolute": r.abs(), "squared": r * r}[sign]
             total = total + d
             count += 1
     assert count == grid.n_pairs
@@ -148,6 +155,39 @@ def test_kernel_several_tiles_in_both_dimensions():
     torch.testing.assert_close(gk, gt, rtol=1e-9, atol=1e-12)
 
 
+@needs_kernels
+@pytest.mark.parametrize("sign", ["absolute", "squared"])
+@pytest.mark.parametrize("distance", ["cosine", "correlation"])
+def test_kernel_sign_forms_match_torch_path_and_brute_force(distance, sign):
+    """1 − |s| and 1 − s² are per-pair changes between the walks (d(1 − |s|)/ds = −sign(s),
+    d(1 − s²)/ds = −2s): the kernels' walks give the brute-force value and gradient."""
+    layout, grid, a, b = KERNEL_CASES["conv_radius2"]
+    leaf, X = make_view(layout, grid.height, grid.width, a, b, seed=4)
+    k, gk, t, gt = both(X, leaf, grid, distance, sign)
+    torch.testing.assert_close(k, t, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gk, gt, rtol=1e-9, atol=1e-12)
+    ref = brute_force(X, grid, distance, sign)
+    (g_ref,) = torch.autograd.grad(ref, leaf)
+    torch.testing.assert_close(k, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gk, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@needs_kernels
+def test_kernel_zero_rows_and_huge_values_match_torch_path():
+    """A zero weight row (bounded gradient through ε) and values of 10²⁰ in float32 (scaled by a
+    power of two before any sum): the kernels' walks equal the torch path's, all finite."""
+    grid = tt.Grid(4, 5, wrap=True)
+    for distance, scale in [("cosine", 1.0), ("correlation", 1.0), ("euclidean", 1e20), ("correlation", 1e20)]:
+        w = torch.randn(20, 6, generator=torch.Generator().manual_seed(6)) * scale
+        w[7] = 0.0
+        leaf = w.requires_grad_()
+        X = F.unit_view(leaf, grid, "rows")
+        k, gk, t, gt = both(X, leaf, grid, distance)
+        assert torch.isfinite(k) and torch.isfinite(gk).all()
+        torch.testing.assert_close(k, t, rtol=1e-5, atol=0)
+        torch.testing.assert_close(gk, gt, rtol=1e-4, atol=1e-5 * float(gt.abs().max()))
+
+
 # bf16 stores 8 mantissa bits: inputs and gradients are rounded to a relative 2^-8 ≈ 0.4 %.
 BF16_RTOL = 2e-2
 
@@ -163,10 +203,10 @@ def test_kernel_bf16_accumulates_in_fp32(distance):
     (g16,) = torch.autograd.grad(k16, leaf16)
     assert k16.dtype == torch.float32 and g16.dtype == torch.bfloat16
     # same rounded inputs in fp32 through the torch path: equal up to fp32 summation order
-    ref_r = T.neighbor_sum(X16.detach().float(), grid, distance) / grid.n_pairs
+    ref_r = torch_path(X16.detach().float(), grid, distance)
     torch.testing.assert_close(k16, ref_r, rtol=1e-5, atol=1e-6)
     # against the unrounded fp32 input: within bf16 rounding (stated tolerance BF16_RTOL)
-    t32 = T.neighbor_sum(X32, grid, distance) / grid.n_pairs
+    t32 = torch_path(X32, grid, distance)
     (g32,) = torch.autograd.grad(t32, leaf32)
     torch.testing.assert_close(k16, t32.detach(), rtol=BF16_RTOL, atol=1e-3)
     torch.testing.assert_close(g16.float(), g32, rtol=BF16_RTOL, atol=BF16_RTOL * float(g32.abs().max()))
@@ -177,7 +217,7 @@ def test_kernel_fp16_returns_fp32():
     grid = tt.Grid(3, 4)
     w = torch.randn(12, 10).half()
     k = kernel(F.unit_view(w, grid, "rows"), grid, "cosine")
-    t = T.neighbor_sum(F.unit_view(w.float(), grid, "rows"), grid, "cosine") / grid.n_pairs
+    t = torch_path(F.unit_view(w.float(), grid, "rows"), grid, "cosine")
     assert k.dtype == torch.float32
     torch.testing.assert_close(k, t, rtol=1e-5, atol=1e-6)
 
@@ -186,7 +226,9 @@ def test_kernel_fp16_returns_fp32():
 @pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=needs_kernels)])
 def test_nan_propagates_into_value_and_gradient(distance, backend):
     """A NaN weight makes the loss NaN and the gradients of its unit and of its neighbours NaN
-    (as plain autograd would), on both backends; units with no NaN neighbour keep finite ones."""
+    (as plain autograd would), on both backends; units with no NaN neighbour keep finite ones
+    for the Euclidean distances.  The angular ones' ε² is a mean over all units, so there
+    every gradient is NaN."""
     grid = tt.Grid(4, 4)
     w = torch.randn(16, 4, dtype=torch.float64)
     w[5, 0] = float("nan")  # unit (1, 1)
@@ -196,7 +238,7 @@ def test_nan_propagates_into_value_and_gradient(distance, backend):
     (g,) = torch.autograd.grad(loss, w)
     touched = {5} | {u for u in range(16) if max(abs(u // 4 - 1), abs(u % 4 - 1)) == 1}
     for u in range(16):
-        assert bool(torch.isnan(g[u]).any()) == (u in touched), u
+        assert bool(torch.isnan(g[u]).any()) == (u in touched or distance in ("cosine", "correlation")), u
 
 
 @needs_kernels
@@ -215,7 +257,7 @@ def test_kernel_empty_vectors_match_torch_path(distance):
     grid = tt.Grid(3, 4)
     X = torch.zeros(1, 3, 4, 0)
     k = kernel(X, grid, distance)
-    t = T.neighbor_sum(X, grid, distance) / grid.n_pairs
+    t = torch_path(X, grid, distance)
     assert float(k) == float(t) == (1.0 if distance == "cosine" else 0.0)
 
 
@@ -224,14 +266,15 @@ def test_kernel_bad_inputs():
         pytest.skip("no triton")
     grid = tt.Grid(3, 4)
     X = torch.randn(1, 3, 4, 5)
+    one = torch.ones(())
     with pytest.raises(ValueError, match="distance"):
-        kernel(X, grid, "manhattan")
+        K.pair_sums(X, grid, "manhattan", one)
     with pytest.raises(ValueError, match="4-D"):
-        kernel(X[0], grid, "cosine")
+        K.pair_sums(X[0], grid, "cosine", one)
     with pytest.raises(ValueError, match="grid is 3×5"):
-        kernel(X, tt.Grid(3, 5), "cosine")
+        K.pair_grad(X, tt.Grid(3, 5), "cosine", None, torch.zeros(3, 5), torch.zeros(4, 3, 5), one)
     with pytest.raises(TypeError, match="floating-point"):
-        kernel(X.long(), grid, "cosine")
+        K.pair_sums(X.long(), grid, "cosine", one)
 
 
 def test_kernel_on_cpu_without_interpreter_errors(monkeypatch):
@@ -239,7 +282,7 @@ def test_kernel_on_cpu_without_interpreter_errors(monkeypatch):
         pytest.skip("no triton")
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
-        kernel(torch.randn(1, 3, 4, 5), tt.Grid(3, 4), "cosine")
+        K.pair_sums(torch.randn(1, 3, 4, 5), tt.Grid(3, 4), "cosine", torch.ones(()))
 
 
 # ------------------------------------------------------------- compiled for a GPU target
@@ -288,14 +331,13 @@ def test_bad_backend_names(monkeypatch):
 @needs_kernels
 def test_dispatch_routes_through_the_kernels(monkeypatch):
     calls = []
-    real = K.neighbor_distance_mean
+    real = K.pair_sums
 
-    def spy(X, grid, distance, **kw):
+    def spy(X, grid, distance, scale, **kw):
         calls.append((tuple(X.shape), distance))
-        assert kw["eps"] == 1e-8 and kw["fallback"] is T.neighbor_sum_pairs
-        return real(X, grid, distance, **kw)
+        return real(X, grid, distance, scale, **kw)
 
-    monkeypatch.setattr(K, "neighbor_distance_mean", spy)
+    monkeypatch.setattr(K, "pair_sums", spy)
     w = torch.randn(12, 6, dtype=torch.float64)
     F.weight_similarity(w, (3, 4), distance="cosine")  # auto on a CPU tensor: torch
     assert calls == []
@@ -322,10 +364,10 @@ def test_kernel_block_sizes_must_be_powers_of_two(which, bad):
 
 
 # ------------------------------------------------------- tiled torch path vs brute force
-def assert_torch_path_matches_brute_force(X, leaf, grid, distance):
-    got = F.neighbor_distance_mean(X, grid, distance=distance, backend="torch")
+def assert_torch_path_matches_brute_force(X, leaf, grid, distance, sign="signed"):
+    got = F.neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend="torch")
     (g_got,) = torch.autograd.grad(got, leaf)
-    ref = brute_force(X, grid, distance)
+    ref = brute_force(X, grid, distance, sign)
     (g_ref,) = torch.autograd.grad(ref, leaf)
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
@@ -344,9 +386,10 @@ def assert_torch_path_matches_brute_force(X, leaf, grid, distance):
     distance=st.sampled_from(DISTANCES),
     budget=st.sampled_from([1, 7, 13, 97, 600, 1 << 18]),
     seed=st.integers(0, 2**16),
+    sign=st.sampled_from(["signed", "absolute", "squared"]),
 )
 def test_tiled_torch_path_matches_brute_force_on_larger_grids(
-    layout, H, W, a, b, radius, metric, wrap, distance, budget, seed, monkeypatch
+    layout, H, W, a, b, radius, metric, wrap, distance, budget, seed, sign, monkeypatch
 ):
     """Grids large enough for several bands of rows with halos on both sides, torus bands that
     wrap, flat pieces whose shifts cross row ends, and vector-only tiles whose products are
@@ -356,7 +399,8 @@ def test_tiled_torch_path_matches_brute_force_on_larger_grids(
         return
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
     leaf, X = make_view(layout, H, W, a, b, seed=seed)
-    assert_torch_path_matches_brute_force(X, leaf, grid, distance)
+    sign = sign if distance in ("cosine", "correlation") else "signed"
+    assert_torch_path_matches_brute_force(X, leaf, grid, distance, sign)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -456,7 +500,7 @@ def test_double_backward(distance, backend):
     # a gradient penalty trains the weight through the gradient's norm
     (g,) = torch.autograd.grad(ws(w), w, create_graph=True)
     (gg,) = torch.autograd.grad(g.square().sum(), w)
-    ref = T.neighbor_sum_pairs(F.unit_view(w, grid, "rows"), grid, distance) / grid.n_pairs
+    ref = NB.pair_mean_reference(F.unit_view(w, grid, "rows"), grid, distance)
     (g_ref,) = torch.autograd.grad(ref, w, create_graph=True)
     (gg_ref,) = torch.autograd.grad(g_ref.square().sum(), w)
     torch.testing.assert_close(gg, gg_ref)
@@ -485,11 +529,11 @@ def test_compile_mode_walks_match_the_chunked_path(distance, monkeypatch):
     grid = tt.Grid(5, 5, radius=2, wrap=True)
     assert not grid.aliased
     leaf, X = make_view("conv", 5, 5, 3, 2, seed=7)
-    ref = T.neighbor_sum(X, grid, distance)
+    ref = torch_path(X, grid, distance)
     (g_ref,) = torch.autograd.grad(ref, leaf)
     monkeypatch.setattr(T, "_compiled", fake_compiled)
     monkeypatch.setenv("TORCHTOPO_COMPILE", "1")
-    got = T.neighbor_sum(X, grid, distance)
+    got = torch_path(X, grid, distance)
     (g_got,) = torch.autograd.grad(got, leaf)
     assert calls == ["sums", "grad"]
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
@@ -538,8 +582,8 @@ def test_cuda_kernel_matches_torch_path(distance, dtype):
 @pytest.mark.cuda
 def test_cuda_auto_picks_triton(monkeypatch):
     calls = []
-    real = K.neighbor_distance_mean
-    monkeypatch.setattr(K, "neighbor_distance_mean", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = K.pair_sums
+    monkeypatch.setattr(K, "pair_sums", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     act = torch.randn(32, 64, device="cuda")
     F.activation_similarity(act, (8, 8))
     assert calls == [1]

@@ -1,13 +1,11 @@
 """The PyTorch backend of the neighbour-distance sums (private; the peer of ``kernels/neighbor.py``).
 
-:func:`neighbor_sum` computes Σ over the neighbour pairs (i, j) of a :class:`~torchtopo.Grid` of
-d(v_i, v_j) for the ``(pre, H, W, post)`` unit view of :func:`torchtopo.functional.unit_view`,
-with the same walk as the Triton kernels: per stencil offset, the pair sums accumulated on
-shifted views of the grid in cache-sized tiles, then per-pair distances and backward
-coefficients, and the gradient in one more walk.  :func:`neighbor_sum_pairs` is the same sum from
-the explicit pair list in plain differentiable ops (tiny tori whose offsets alias, gradients of
-the gradient).  The distances are those of :mod:`torchtopo.functional.topographic`
-(Truong & Hasson, arXiv:2508.00043).
+:class:`TorchWalker` gives :class:`~torchtopo.functional._neighbor.NeighborMean` its two walks
+over the ``(pre, H, W, post)`` unit view of :func:`torchtopo.functional.unit_view`, the same
+walks as the Triton kernels: per stencil offset, the pair sums accumulated on shifted views of
+the grid in cache-sized tiles (:func:`_walk_sums`), and the gradient from the per-pair
+coefficients in one more walk (:func:`_walk_grad`).  The distances are those of
+:mod:`torchtopo.functional.topographic` (Truong & Hasson, arXiv:2508.00043).
 """
 from __future__ import annotations
 
@@ -18,24 +16,16 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .._checks import EPS
 from ..grid import Grid
+from ._neighbor import acc_dtype
 
-__all__ = ["safe_sqrt", "neighbor_sum", "neighbor_sum_pairs"]
+__all__ = ["safe_sqrt", "TorchWalker"]
 
 
 def safe_sqrt(s: Tensor) -> Tensor:
     """sqrt with value 0 and gradient 0 at 0 (instead of an infinite gradient)."""
     pos = ~(s <= 0)  # NaN stays NaN (never silently zeroed)
     return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
-
-
-def _pair_distance(a: Tensor, b: Tensor, na: Optional[Tensor], nb: Optional[Tensor], distance: str) -> Tensor:
-    if distance in ("euclidean", "sqeuclidean"):
-        s = (a - b).square().sum(dim=(0, -1))
-        return safe_sqrt(s) if distance == "euclidean" else s
-    dot = (a * b).sum(dim=(0, -1))
-    return 1.0 - dot / (na * nb + EPS)
 
 
 # Tile budget of the PyTorch path's walks, in elements of the input.  A tile and the temporaries
@@ -281,8 +271,8 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
     for the (H, W) map α and the (offsets, H, W) pair coefficients β (zero where a pair does not
     exist, which is what makes the flat pieces of :func:`_walk_sums` exact here too).  Each tile
     writes its band of the gradient once, reading its rows and the rows its pairs reach on both
-    sides.  (Centring is exact, tile by tile: with a zero-variance unit β is −1/eps, so centring
-    after the fact would amplify rounding into its neighbours' gradients.)"""
+    sides.  (Centring is exact, tile by tile: centring after the fact would amplify rounding
+    into the gradients of a zero-variance unit's neighbours, whose β is −1/(ε n_y).)"""
     P, H, W, Q = X.shape
     wrap, offsets = grid.wrap, grid.offsets
     reach = max(dr for dr, _ in offsets)
@@ -328,113 +318,35 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
     return out
 
 
-def _differentiable_grad(X: Tensor, grid: Grid, distance: str, grad: Tensor) -> Tensor:
-    """∂(grad · Σ d)/∂X as a differentiable function of X, for double backward (gradient
-    penalties, meta-learning): recomputed through :func:`neighbor_sum_pairs`, whose plain ops
-    autograd can differentiate again.  Only taken under ``create_graph=True``."""
-    with torch.enable_grad():
-        total = neighbor_sum_pairs(X, grid, distance)
-        (g,) = torch.autograd.grad(total, X, grad.to(total.dtype), create_graph=True)
-    return g
+class TorchWalker:
+    """The PyTorch backend's two walks for :class:`~torchtopo.functional._neighbor.NeighborMean`:
+    :func:`_walk_sums` and :func:`_walk_grad` (or their ``torch.compile``d functional forms with
+    ``TORCHTOPO_COMPILE=1``), on X divided by the call's scale c where c ≠ 1 (a scaled copy,
+    only for inputs whose magnitude is outside [2⁻²⁰, 2²⁰])."""
 
+    def _scaled(self, X: Tensor, c: Tensor, acc: torch.dtype):
+        return (X.to(acc) / c, True) if float(c) != 1.0 else (X, False)
 
-class _NeighborSumTorch(torch.autograd.Function):
-    """Σ over neighbour pairs of d(v_i, v_j) with the same walk as the Triton kernels: per
-    offset, the pair sums q (Σ(x−y)² or Σx̃·ỹ) accumulated tile by tile on shifted views
-    (:func:`_walk_sums`), then per-pair distances and backward coefficients, and the gradient
-    in one more walk (:func:`_walk_grad`; see ``torchtopo.kernels.neighbor`` for the algebra).
-    Saves only X and O(offsets × N) coefficients."""
-
-    @staticmethod
-    def forward(ctx, X: Tensor, grid: Grid, distance: str) -> Tensor:
+    def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
+        acc = acc_dtype(X.dtype)
+        X, _ = self._scaled(X, c, acc)
         P, H, W, Q = X.shape
-        D = P * Q
-        acc = torch.float32 if X.dtype in (torch.float16, torch.bfloat16) else X.dtype
-        mean = None
-        if distance == "correlation":
-            mean = X.sum(dim=(0, 3), dtype=acc) / max(D, 1)  # (H, W)
+        mean = X.sum(dim=(0, 3), dtype=acc) / max(P * Q, 1) if distance == "correlation" else None
         angular = distance in ("cosine", "correlation")
-        use_compile = _use_compile()
         pieces = None
-        if use_compile:
+        if _use_compile():
             pieces = [_pair_blocks(H, W, dr, dc, grid.wrap) for dr, dc in grid.offsets]
             nsq, q = _compiled("sums")(X, mean, pieces, angular, acc)
         else:
             nsq, q = _walk_sums(X, grid, mean, angular, acc)
-        n_off = q.shape[0]
-        valid, partner = grid._offset_maps(X.device)
-        valid = valid.view(n_off, H, W)
-        if distance == "sqeuclidean":
-            dist = q
-            a1 = a2 = torch.full_like(q, 2.0)
-            beta = torch.full_like(q, -2.0)
-        elif distance == "euclidean":
-            dist = safe_sqrt(q)
-            pos = q > 0
-            a1 = a2 = torch.where(pos, 1.0 / torch.where(pos, dist, 1.0), 0.0)
-            beta = -a1
+        return mean, nsq, q, pieces
+
+    def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
+             c: Tensor, pieces) -> Tensor:
+        acc = alpha.dtype
+        Xs, scaled = self._scaled(X, c, acc)
+        if pieces is not None:
+            g = _compiled("grad")(Xs, mean, alpha[None, :, :, None], beta[:, None, :, :, None], pieces, acc)
         else:
-            na = safe_sqrt(nsq)
-            nb = na.view(-1)[partner].view(n_off, H, W)  # each pair's second norm (junk where no pair)
-            den = na * nb + EPS
-            dist = 1.0 - q / den
-            beta = -1.0 / den
-            k = q / (den * den)
-            a1 = torch.where(na > 0, k * nb / torch.where(na > 0, na, 1.0), 0.0)
-            a2 = torch.where(nb > 0, k * na / torch.where(nb > 0, nb, 1.0), 0.0)
-        total = torch.where(valid, dist, 0.0).sum()
-        a1 = torch.where(valid, a1, 0.0)
-        a2 = a1 if a2 is a1 else torch.where(valid, a2, 0.0)
-        ctx.save_for_backward(X, mean if mean is not None else q[:0], a1, a2, torch.where(valid, beta, 0.0))
-        ctx.pieces, ctx.grid, ctx.has_mean, ctx.use_compile = pieces, grid, mean is not None, use_compile
-        ctx.distance = distance
-        return total
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        X, mean, a1, a2, beta = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
-            return _differentiable_grad(X, ctx.grid, ctx.distance, grad), None, None
-        mean = mean if ctx.has_mean else None
-        acc = a1.dtype
-        grad = grad.to(acc)
-        # α: Σ_o α₁ at each pair's first unit plus Σ_o α₂ moved to its second unit (α₂ is 0 where
-        # there is no pair, so those land harmlessly on unit 0)
-        _, partner = ctx.grid._offset_maps(X.device)
-        alpha = a1.sum(0).view(-1).index_add(0, partner.view(-1), a2.view(-1)).view(a1.shape[1:])
-        alpha, beta = alpha * grad, beta * grad
-        if ctx.use_compile:
-            grad_x = _compiled("grad")(X, mean, alpha[None, :, :, None], beta[:, None, :, :, None], ctx.pieces, acc)
-            return grad_x, None, None
-        return _walk_grad(X, ctx.grid, mean, alpha, beta, acc), None, None
-
-
-def neighbor_sum_pairs(X: Tensor, grid: Grid, distance: str) -> Tensor:
-    """The same sum from the explicit pair list, in plain differentiable ops (P × D memory for
-    P pairs): for tiny tori whose stencil offsets alias, and for gradients of the gradient."""
-    if X.dtype in (torch.float16, torch.bfloat16):
-        X = X.float()  # fp32 accumulation
-    if distance == "correlation":
-        X = X - X.mean(dim=(0, 3), keepdim=True)
-    norm = None
-    if distance in ("cosine", "correlation"):
-        norm = safe_sqrt(X.square().sum(dim=(0, 3), keepdim=True))  # (1, H, W, 1)
-    i, j = grid.neighbor_pairs(X.device)
-    Xf = X.flatten(1, 2)
-    a, b = Xf[:, i].unsqueeze(2), Xf[:, j].unsqueeze(2)
-    if norm is None:
-        na = nb = None
-    else:
-        nf = norm.flatten(1, 2)
-        na, nb = nf[0, i, 0].unsqueeze(-1), nf[0, j, 0].unsqueeze(-1)
-    return _pair_distance(a, b, na, nb, distance).sum()
-
-
-def neighbor_sum(X: Tensor, grid: Grid, distance: str) -> Tensor:
-    """Sum over neighbour pairs of d(v_i, v_j); X is the (pre, H, W, post) view.
-
-    Shifted views of the grid in cache-sized tiles (peak extra memory: a few tiles of
-    ``_CHUNK_ELEMENTS`` plus O(offsets × N)); fp32 accumulation for half inputs."""
-    if grid.aliased:  # tiny torus: stencil offsets alias, use the explicit unique pairs
-        return neighbor_sum_pairs(X, grid, distance)
-    return _NeighborSumTorch.apply(X, grid, distance)
+            g = _walk_grad(Xs, grid, mean, alpha, beta, acc)
+        return g.to(X.dtype) if scaled else g

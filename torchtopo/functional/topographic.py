@@ -14,34 +14,49 @@ activations (B, N)                 (B, H, W, 1)       the column: B responses
 activations (B, C, h, w)           (B, H, W, h·w)     B·h·w responses of channel c
 =================================  =================  =========================
 
-The distances (Truong & Hasson, arXiv:2508.00043, eps = 1e-8):
+The distances (Truong & Hasson, arXiv:2508.00043), with s the similarity of an angular pair:
 
 * ``"euclidean"``: ‖x − y‖₂ (not squared; its gradient at x = y is taken as 0),
 * ``"sqeuclidean"``: ‖x − y‖₂²,
-* ``"cosine"``: 1 − x·y / (‖x‖‖y‖ + eps),
+* ``"cosine"``: 1 − s, s = x·y / (n_x n_y) with n_x = √(‖x‖² + ε²),
 * ``"correlation"``: the cosine distance of x and y after centring each over its own elements,
-  i.e. 1 − Pearson r (a zero-variance unit has distance 1 to every neighbour: finite).
+  i.e. 1 − Pearson r,
+
+and for the angular two the sign forms ``sign="absolute"`` (1 − |s|) and ``"squared"`` (1 − s²).
+
+ε² = 0.01 · (mean over the units of ‖x̃‖²): the released code (and torchtopo before) divides by
+‖x‖‖y‖ + 10⁻⁸, whose gradient at a zero weight row or a dead/constant unit is 10⁶–10⁷ times a
+typical one (one SGD step moved a zeroed row from norm 0 to 4·10³); with ε inside the norms it
+is at most about ten times a typical unit's, at the price of shrinking s by about 1 % (identical
+units have d ≈ 0.0099; a zero-variance unit still has d = 1 to every neighbour).  Inputs whose
+magnitude is outside [2⁻²⁰, 2²⁰] are divided by a power of two before any sum (exact), so values
+of 10²⁰ in float32 or bfloat16 give finite losses and gradients (the squared Euclidean mean is
+finite whenever it fits the dtype).  See ``torchtopo.functional._neighbor``.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .._checks import EPS, check_choice, check_tensor
+from .._checks import EPS, check_choice, check_int, check_tensor
 from .._checks import check_finite as require_finite
 from ..grid import Grid, GridLike, as_grid
-from ._neighbor_torch import neighbor_sum, neighbor_sum_pairs, safe_sqrt
+from ._neighbor import SIGNS, NeighborMean, TritonWalker, acc_dtype, check_sign, pair_mean_reference
+from ._neighbor_torch import TorchWalker, safe_sqrt
 
 __all__ = [
     "DISTANCES",
+    "SIGNS",
     "weight_similarity",
     "activation_similarity",
     "spatial_correlation",
     "neighbor_distance_mean",
     "unit_view",
+    "resolve_unit_dim",
     "resolve_backend",
 ]
 
@@ -59,7 +74,7 @@ def _triton_ops():
         return None
     if not getattr(kernels, "HAS_TRITON", False):
         return None
-    return getattr(kernels, "neighbor_distance_mean", None)
+    return getattr(kernels, "pair_sums", None)
 
 
 def resolve_backend(backend: Optional[str], x: Tensor) -> str:
@@ -84,12 +99,47 @@ def resolve_backend(backend: Optional[str], x: Tensor) -> str:
     return b
 
 
-def unit_view(x: Tensor, grid: Grid, layout: str, *, name: str = "input") -> Tensor:
-    """View ``x`` as ``X[pre, row, col, post]`` (see the module docstring), without copying.
+def resolve_unit_dim(shape, n_units: int, unit_dim: Optional[int], who: str, name: str = "activations") -> int:
+    """The (non-negative) dimension of an activation tensor of ``shape`` that holds the units.
+
+    ``unit_dim=None``: dimension 1 (``(B, N)``, channels-first ``(B, C, ...)``), except that a
+    3-D ``(B, ·, ·)`` tensor whose dimensions 1 and 2 both have ``n_units`` entries is
+    ambiguous — ``(B, C, L)`` or token activations ``(B, T, N)`` with T = N — and raises; and a
+    tensor whose dimension 1 does not fit but whose last does gets a hint to pass
+    ``unit_dim=-1``.
+    """
+    nd = len(shape)
+    if unit_dim is None:
+        if nd == 3 and shape[1] == shape[2] == n_units:
+            raise ValueError(
+                f"{who}: the unit dimension of {name} of shape {tuple(shape)} is ambiguous: "
+                f"dimensions 1 and 2 both have {n_units} entries, the grid's unit count. Pass "
+                f"unit_dim=1 for (B, C, L) channels or unit_dim=-1 for (B, T, N) token "
+                f"activations of a transformer (all other dimensions are stimuli)"
+            )
+        if nd >= 3 and shape[1] != n_units and shape[-1] == n_units:
+            raise ValueError(
+                f"{who}: {name} of shape {tuple(shape)} has {shape[1]} entries in dimension 1 "
+                f"but the grid has {n_units} units; its last dimension has {n_units}: pass "
+                f"unit_dim=-1 for (B, T, N) token activations"
+            )
+        return 1
+    ud = check_int(unit_dim, "unit_dim", who)
+    if not -nd <= ud < nd:
+        raise ValueError(f"{who}: unit_dim must be in [{-nd}, {nd - 1}] for {name} of shape {tuple(shape)}, got {ud}")
+    return ud % nd
+
+
+def unit_view(x: Tensor, grid: Grid, layout: str, *, name: str = "input", unit_dim: Optional[int] = 1,
+              who: str = "unit_view") -> Tensor:
+    """View ``x`` as ``X[pre, row, col, post]`` (see the module docstring), without copying
+    (a copy only where ``x``'s strides do not allow merging the dimensions before or after the
+    units).
 
     ``layout="rows"``: units are the rows of ``x`` (weights, N × ...).
-    ``layout="columns"``: units are dimension 1 of ``x`` (activations B × N, B × C × h × w,
-    or B × C × L).
+    ``layout="columns"``: units are dimension ``unit_dim`` of ``x`` (see
+    :func:`resolve_unit_dim`; default 1: activations B × N, B × C × h × w, B × C × L), every
+    other dimension holds stimuli (``pre`` the ones before it, ``post`` the ones after).
     """
     H, W = grid.height, grid.width
     if layout == "rows":
@@ -102,20 +152,18 @@ def unit_view(x: Tensor, grid: Grid, layout: str, *, name: str = "input") -> Ten
             )
         return x.reshape(1, H, W, -1)
     if layout == "columns":
-        if x.dim() not in (2, 3, 4):
+        if x.dim() < 2:
             raise ValueError(
-                f"{name} must be (B, N) or (B, C, L) or (B, C, H, W) with units on dimension 1, "
-                f"got shape {tuple(x.shape)}"
+                f"{name} must be (B, N), (B, C, L), (B, C, H, W) or (B, T, N) (units on one "
+                f"dimension, stimuli on the others), got shape {tuple(x.shape)}"
             )
-        if x.shape[1] != grid.n_units:
+        ud = resolve_unit_dim(x.shape, grid.n_units, unit_dim, who, name)
+        if x.shape[ud] != grid.n_units:
             raise ValueError(
-                f"{name} has {x.shape[1]} units (dimension 1, shape {tuple(x.shape)}) but the "
+                f"{name} has {x.shape[ud]} units (dimension {ud}, shape {tuple(x.shape)}) but the "
                 f"grid {H}×{W} has {grid.n_units} units"
             )
-        X = x.unflatten(1, (H, W))
-        if x.dim() == 2:
-            return X.unsqueeze(-1)
-        return X.flatten(3)
+        return x.reshape(math.prod(x.shape[:ud]), H, W, math.prod(x.shape[ud + 1:]))
     raise ValueError(f"layout must be 'rows' or 'columns', got {layout!r}")
 
 
@@ -124,6 +172,7 @@ def neighbor_distance_mean(
     grid: GridLike,
     *,
     distance: str = "euclidean",
+    sign: str = "signed",
     backend: Optional[str] = None,
 ) -> Tensor:
     """Mean over the grid's neighbour pairs of d(v_i, v_j), for a ``(pre, H, W, post)`` view.
@@ -135,20 +184,23 @@ def neighbor_distance_mean(
     Backends: ``"triton"`` runs the fused kernels of :mod:`torchtopo.kernels`; ``"torch"`` walks
     the same pairs on shifted views of the grid, in tiles small enough to stay in a core's cache
     while every offset's pass runs over them (peak extra memory: the gradient plus a few
-    tiles), saving only ``X`` and per-pair coefficients for the backward pass.  Both support
-    gradients of the gradient (``create_graph=True``, e.g. gradient penalties): that backward
-    recomputes through the explicit pair list, in plain differentiable ops (P × D memory for P
-    pairs).  With ``TORCHTOPO_COMPILE=1`` the PyTorch path's two walks go through
-    ``torch.compile`` (fused loops; the first call for each shape compiles for a while).
+    tiles).  Both only walk (pair sums forward, the gradient backward); the per-pair algebra in
+    between is shared, so they give the same values, and both save only ``X`` and per-pair
+    coefficients for the backward pass.  Both support gradients of the gradient
+    (``create_graph=True``, e.g. gradient penalties): that backward recomputes through the
+    explicit pair list, in plain differentiable ops (P × D memory for P pairs).  With
+    ``TORCHTOPO_COMPILE=1`` the PyTorch path's two walks go through ``torch.compile`` (fused
+    loops; the first call for each shape compiles for a while).
     """
     grid = as_grid(grid)
     check_choice(distance, DISTANCES, "distance", "neighbor_distance_mean")
-    n_pairs = grid.n_pairs
-    if n_pairs == 0:
-        return X.sum() * 0.0
-    if resolve_backend(backend, X) == "triton":
-        return _triton_ops()(X, grid, distance, eps=EPS, fallback=neighbor_sum_pairs)
-    return neighbor_sum(X, grid, distance) / n_pairs
+    check_sign(sign, distance, "neighbor_distance_mean")
+    if grid.n_pairs == 0:
+        return X.sum().to(acc_dtype(X.dtype)) * 0.0
+    if grid.aliased or X.shape[0] * X.shape[3] == 0:  # tiny torus, or empty vectors: the pair list
+        return pair_mean_reference(X, grid, distance, sign)
+    walker = TritonWalker() if resolve_backend(backend, X) == "triton" else TorchWalker()
+    return NeighborMean.apply(X, grid, distance, sign, walker)
 
 
 # --------------------------------------------------------------------------- public API
@@ -188,14 +240,15 @@ def weight_similarity(
     return neighbor_distance_mean(X, grid, distance=distance, backend=backend)
 
 
-def _stimuli_view(activations: Tensor, grid: Grid, who: str) -> Tensor:
+def _stimuli_view(activations: Tensor, grid: Grid, who: str, unit_dim: Optional[int]) -> Tensor:
     check_tensor(activations, "activations", who)
-    X = unit_view(activations, grid, "columns", name="activations")
+    X = unit_view(activations, grid, "columns", name="activations", unit_dim=unit_dim, who=who)
     n_stim = X.shape[0] * X.shape[3]
     if n_stim < 2:
         raise ValueError(
-            f"{who} needs at least 2 stimuli per unit (batch × positions) to compare response "
-            f"profiles, got activations of shape {tuple(activations.shape)} (batch size 1)"
+            f"{who} needs at least 2 stimuli per unit (the product of the dimensions other than "
+            f"the units'), got activations of shape {tuple(activations.shape)}"
+            + (" (batch size 1)" if activations.shape[0] == 1 else "")
         )
     return X
 
@@ -205,35 +258,62 @@ def activation_similarity(
     grid: GridLike,
     *,
     distance: str = "correlation",
+    sign: str = "signed",
+    unit_dim: Optional[int] = None,
     backend: Optional[str] = None,
     check_finite: bool = False,
 ) -> Tensor:
-    r"""Activation-Similarity (AS) loss (Truong & Hasson, arXiv:2508.00043; the AS training code
-    is not released, this is the natural reading of the paper).
+    r"""Activation-Similarity (AS) loss (Truong & Hasson, arXiv:2508.00043).
 
     .. math:: S_{AS}(A) = \frac{1}{|P|} \sum_{(i, j) \in P} d(a_{:, i}, a_{:, j})
 
-    with :math:`a_{:, k}` unit k's responses over the batch (its *pre-ReLU* activations in the
+    with :math:`a_{:, k}` unit k's responses over the stimuli (its *pre-ReLU* activations in the
     study).  With the default correlation distance this is the mean over neighbour pairs of
-    1 − Pearson r over the batch.
+    1 − Pearson r over the batch; ``sign`` picks how the sign of r counts:
+
+    ========== ============ ==========================================================
+    sign       d            what it produced here (MNIST sample, ``mnist_cnn``, one seed)
+    ========== ============ ==========================================================
+    "signed"   1 − r        maps *smoother* than WS (Moran's I 0.40 vs 0.19), mostly
+                            positive correlations, smooth blobs
+    "absolute" 1 − |r|      Moran's I ≈ −0.06, a bimodal correlation histogram with
+                            peaks at ±1, salt-and-pepper maps
+    "squared"  1 − r²       as "absolute"
+    ========== ============ ==========================================================
+
+    The paper reports AS maps as "bimodal, not smooth, striped" (the opposite of WS).  That is
+    reproduced by a sign-agnostic form ("absolute"/"squared") or by the authors' released WS
+    loss applied to the *untransposed* (B, N) batch (each "unit" a contiguous chunk of
+    batch × units memory: alternating vertical stripes, Moran's I ≈ −0.36) — not by 1 − r.
+    The paper's exact AS is unconfirmed: its training code is not released.  "signed" (the
+    natural reading) stays the default.
 
     Args:
-        activations: (B, N) for a dense layer, or (B, C, H, W) / (B, C, L) for a convolution,
-            where the C channels are the units and batch × positions are the stimuli.
+        activations: units on dimension ``unit_dim``, stimuli on all the others: (B, N) for a
+            dense layer, (B, C, H, W) / (B, C, L) for a convolution (the C channels are the
+            units, batch × positions the stimuli), (B, T, N) tokens of a transformer with
+            ``unit_dim=-1`` (batch × tokens the stimuli).
         grid: a :class:`~torchtopo.Grid` or ``(H, W)`` with N (or C) units.
         distance: ``"correlation"`` (default), ``"cosine"``, ``"euclidean"``, ``"sqeuclidean"``.
+        sign: ``"signed"`` (d as above), ``"absolute"`` (1 − |s|, s the cosine similarity or
+            Pearson r) or ``"squared"`` (1 − s²); the latter two only for the angular
+            distances (ValueError otherwise).
+        unit_dim: the dimension holding the units; None (default): dimension 1, and a clear
+            error when a 3-D input has the grid's unit count in dimensions 1 and 2 (pass 1 or
+            −1) — see :func:`resolve_unit_dim`.
         backend, check_finite: as in :func:`weight_similarity`.
 
     Raises:
         ValueError: fewer than 2 stimuli (batch size 1 on a dense layer), wrong rank or unit
-            count.
+            count, an ambiguous unit dimension, a sign form for a Euclidean distance.
     """
     grid = as_grid(grid)
     check_choice(distance, DISTANCES, "distance", "activation_similarity")
-    X = _stimuli_view(activations, grid, "activation_similarity")
+    check_sign(sign, distance, "activation_similarity")
+    X = _stimuli_view(activations, grid, "activation_similarity", unit_dim)
     if check_finite:
         require_finite(activations, "activations", "activation_similarity")
-    return neighbor_distance_mean(X, grid, distance=distance, backend=backend)
+    return neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend=backend)
 
 
 def _pearson(x: Tensor, y: Tensor) -> Tensor:
@@ -248,6 +328,7 @@ def spatial_correlation(
     *,
     neighborhood: Optional[int | Tuple[int, int]] = None,
     generator: Optional[torch.Generator] = None,
+    unit_dim: Optional[int] = None,
     check_finite: bool = False,
 ) -> Tensor:
     r"""TDANN-style spatial-correlation loss (Lee et al. 2020; Margalit et al. 2024).
@@ -263,16 +344,18 @@ def spatial_correlation(
     1 / (1 + d), ½ when unrelated to it.
 
     Args:
-        activations: (B, N) or (B, C, H, W) / (B, C, L) as in :func:`activation_similarity`.
+        activations: (B, N), (B, C, H, W) / (B, C, L), or (B, T, N) with ``unit_dim=-1``, as
+            in :func:`activation_similarity`.
         grid: the sheet.
         neighborhood: ``None`` uses all units (an n × n correlation matrix: fine for small
             sheets); an int ``k`` or ``(kh, kw)`` samples one random ``kh × kw`` window of the
             grid per call, as TDANN does to avoid the N × N cost.
         generator: a ``torch.Generator`` (CPU) for the window draw; the global RNG otherwise.
+        unit_dim: the dimension holding the units, as in :func:`activation_similarity`.
         check_finite: as in :func:`weight_similarity`.
     """
     grid = as_grid(grid)
-    X = _stimuli_view(activations, grid, "spatial_correlation")
+    X = _stimuli_view(activations, grid, "spatial_correlation", unit_dim)
     if check_finite:
         require_finite(activations, "activations", "spatial_correlation")
     H, W = grid.height, grid.width

@@ -1,0 +1,208 @@
+r"""The neighbour-distance mean shared by both backends (private).
+
+:class:`NeighborMean` is the one autograd function behind the WS and AS losses (Truong & Hasson,
+arXiv:2508.00043).  A backend only *walks*: its ``sums`` accumulates, per stencil offset o and
+unit u, the pair sum ``q[o, u]`` (Σ (x − y)² for the Euclidean distances, Σ x̃·ỹ for the angular
+ones) and each unit's ``‖x̃_u‖²``; its ``grad`` writes ``α_u x̃_u + Σ_o β[o, u] x̃_{u+o} +
+Σ_o β[o, u−o] x̃_{u−o}``.  The PyTorch walks are in :mod:`._neighbor_torch`, the Triton ones in
+``torchtopo.kernels``.  Everything between the two walks — the scale, the norms' ε, the sign
+form, the per-pair distances and backward coefficients — is computed here, once, on
+O(offsets × units) tensors, so both backends give the same values.
+
+**Scale.**  Each call divides the input by a power of two c (exact in floating point) when its
+largest magnitude is outside [2⁻²⁰, 2²⁰], so sums of squares cannot overflow (values of 10²⁰ in
+float32 or bfloat16) or underflow; the result is multiplied back: d_sq = c²·d'_sq,
+d_eu = c·d'_eu (finite whenever the mean fits the dtype), angular distances are scale-free.
+
+**Norms with ε.**  With s = x̃·ỹ / (n_x n_y) the similarity of a pair,
+
+.. math:: n_x = \sqrt{\lVert\tilde x\rVert^2 + \varepsilon^2},\qquad
+          \varepsilon^2 = \delta\,\tfrac{1}{N}\textstyle\sum_u \lVert\tilde x_u\rVert^2 + 10^{-30},
+
+δ = :data:`NORM_EPS_REL` (10⁻²): ε is a tenth of the units' root-mean-square norm, so a dead or
+constant unit (or a zero weight row) gets a gradient of at most about 1/ε — about ten times a
+typical unit's — instead of 1/10⁻⁸ (10⁶–10⁷ with the usual ``‖x‖‖y‖ + 1e-8`` denominator).  The
+price: a unit with the mean norm has s shrunk by a factor 1/(1 + δ) (identical units have
+d = 0.0099, not 0).  ε² depends on every unit and is differentiated as such.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .._checks import check_choice
+from ..grid import Grid
+
+__all__ = [
+    "NORM_EPS_REL", "SIGNS", "call_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
+    "pair_mean_reference", "TritonWalker",
+]
+
+#: δ of the angular distances' ε² = δ · mean over units of ‖x̃‖² (see the module docstring).
+NORM_EPS_REL = 1e-2
+_EPS_FLOOR = 1e-30  # ε² when every unit is zero (then s = 0 and d = 1)
+#: The sign forms of the angular distances: d = 1 − s, 1 − |s|, 1 − s².
+SIGNS = ("signed", "absolute", "squared")
+_SAFE = (2.0 ** -20, 2.0 ** 20)  # max |x| in this range: no scaling needed in any dtype
+_DEGREE = {"sqeuclidean": 2, "euclidean": 1, "cosine": 0, "correlation": 0}
+
+
+def acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The accumulation dtype: float32 for half inputs, else the input's."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def call_scale(X: Tensor) -> Tensor:
+    """The power of two c that brings max |X| into [1, 2) when it is outside [2⁻²⁰, 2²⁰]; 1 for
+    inputs inside that range, and for zero or non-finite ones (a 0-d tensor of the accumulation
+    dtype, on X's device; no host synchronisation)."""
+    acc = acc_dtype(X.dtype)
+    if X.numel() == 0:
+        return torch.ones((), dtype=acc, device=X.device)
+    lo, hi = torch.aminmax(X.detach())
+    amax = torch.maximum(-lo.to(acc), hi.to(acc))
+    need = torch.isfinite(amax) & (amax > 0) & ((amax < _SAFE[0]) | (amax > _SAFE[1]))
+    c = torch.exp2(torch.floor(torch.log2(torch.where(need, amax, torch.ones_like(amax)))))
+    return torch.where(need, c, torch.ones_like(c))
+
+
+def eps_sq(nsq: Tensor) -> Tensor:
+    """ε² = δ · mean over units of ‖x̃_u‖² (+ a floor), from the units' squared norms."""
+    return NORM_EPS_REL * nsq.mean() + _EPS_FLOOR
+
+
+def sign_form(s: Tensor, sign: str) -> Tuple[Tensor, Tensor]:
+    """``(f(s), f'(s))`` of d = 1 − f(s): f = s, |s| or s²."""
+    if sign == "signed":
+        return s, torch.ones_like(s)
+    if sign == "absolute":
+        return s.abs(), torch.sign(s)
+    return s * s, 2.0 * s
+
+
+def _pair_terms(q: Tensor, nsq: Optional[Tensor], grid: Grid, distance: str, sign: str):
+    """Per-pair distances summed, and the backward coefficients ``(total, α (N,), β (O, N))``,
+    in the scaled coordinates, from the walk's sums ``q (O, N)`` and ``‖x̃‖² (N,)``."""
+    n_off, N = q.shape[0], grid.n_units
+    q = q.reshape(n_off, N)
+    valid, partner = grid._offset_maps(q.device)
+    zero = torch.zeros((), dtype=q.dtype, device=q.device)
+    if distance == "sqeuclidean":
+        dist, a1, beta = q, torch.full_like(q, 2.0), torch.full_like(q, -2.0)
+        a2 = a1
+    elif distance == "euclidean":
+        pos = q > 0
+        dist = torch.where(pos, torch.sqrt(torch.where(pos, q, 1.0)), torch.where(torch.isnan(q), q, zero))
+        a1 = torch.where(pos, 1.0 / torch.where(pos, dist, 1.0), zero)
+        beta, a2 = -a1, a1
+    else:
+        e2 = eps_sq(nsq)
+        na2 = nsq.reshape(N) + e2
+        nb2 = na2[partner]  # each pair's second unit (junk where no pair: masked below)
+        den = torch.sqrt(na2) * torch.sqrt(nb2)
+        s = q / den
+        f, fp = sign_form(s, sign)
+        dist = 1.0 - f
+        beta = -fp / den
+        a1, a2 = fp * s / na2, fp * s / nb2
+    total = torch.where(valid, dist, zero).sum()
+    a1 = torch.where(valid, a1, zero)
+    a2 = torch.where(valid, a2, zero)
+    alpha = a1.sum(0).index_add(0, partner.reshape(-1), a2.reshape(-1))
+    if distance in ("cosine", "correlation"):  # through ε²: ∂d/∂ε² = (α₁ + α₂)/2, ∂ε²/∂x̃_u = 2δx̃_u/N
+        alpha = alpha + (NORM_EPS_REL / N) * (a1.sum() + a2.sum())
+    return total, alpha, torch.where(valid, beta, zero)
+
+
+def _rescale(total_mean: Tensor, c: Tensor, distance: str) -> Tensor:
+    p = _DEGREE[distance]
+    for _ in range(p):  # one factor at a time: c² alone may overflow where the mean fits
+        total_mean = total_mean * c
+    return total_mean
+
+
+class NeighborMean(torch.autograd.Function):
+    """Mean over the grid's neighbour pairs of d(v_i, v_j) for the ``(pre, H, W, post)`` view X,
+    with the walks of ``walker`` (see the module docstring).  Saves X, the units' means and
+    O(offsets × N) coefficients."""
+
+    @staticmethod
+    def forward(ctx, X: Tensor, grid: Grid, distance: str, sign: str, walker) -> Tensor:
+        c = call_scale(X)
+        mean, nsq, q, state = walker.sums(X, grid, distance, c)
+        total, alpha, beta = _pair_terms(q, nsq, grid, distance, sign)
+        ctx.save_for_backward(X, c, alpha, beta, *(() if mean is None else (mean,)))
+        ctx.grid, ctx.distance, ctx.sign, ctx.walker, ctx.state = grid, distance, sign, walker, state
+        return _rescale(total / grid.n_pairs, c, distance)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        X, c, alpha, beta, *rest = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient, in plain ops
+            with torch.enable_grad():
+                total = pair_mean_reference(X, ctx.grid, ctx.distance, ctx.sign)
+                (g,) = torch.autograd.grad(total, X, grad.to(total.dtype), create_graph=True)
+            return g, None, None, None, None
+        k = grad.to(alpha.dtype) / ctx.grid.n_pairs  # ∂L/∂x = c^(p−1) ∂L'/∂x'
+        k = k * {2: c, 1: torch.ones_like(c), 0: 1.0 / c}[_DEGREE[ctx.distance]]
+        H, W = ctx.grid.height, ctx.grid.width
+        g = ctx.walker.grad(X, ctx.grid, ctx.distance, rest[0] if rest else None, (alpha * k).view(H, W),
+                            (beta * k).view(-1, H, W), c, ctx.state)
+        return g, None, None, None, None
+
+
+def pair_mean_reference(X: Tensor, grid: Grid, distance: str, sign: str = "signed") -> Tensor:
+    """The same mean from the explicit pair list, in plain differentiable ops (P × D memory for P
+    pairs): for tiny tori whose stencil offsets alias, empty vectors, and gradients of the
+    gradient.  The definition the walks are tested against."""
+    acc = acc_dtype(X.dtype)
+    c = call_scale(X)
+    X = X.to(acc) / c
+    if distance == "correlation":
+        X = X - X.mean(dim=(0, 3), keepdim=True)
+    i, j = grid.neighbor_pairs(X.device)
+    Xf = X.flatten(1, 2)  # (pre, N, post)
+    a, b = Xf[:, i], Xf[:, j]
+    if distance in ("euclidean", "sqeuclidean"):
+        s2 = (a - b).square().sum(dim=(0, 2))
+        if distance == "sqeuclidean":
+            d = s2
+        else:
+            pos = s2 > 0
+            d = torch.where(pos, torch.sqrt(torch.where(pos, s2, 1.0)), s2 * 0)
+    else:
+        nsq = X.square().sum(dim=(0, 3)).reshape(-1)
+        n2 = nsq + eps_sq(nsq)
+        s = (a * b).sum(dim=(0, 2)) / (torch.sqrt(n2[i]) * torch.sqrt(n2[j]))
+        d = 1.0 - sign_form(s, sign)[0]
+    return _rescale(d.sum() / grid.n_pairs, c, distance)
+
+
+def check_sign(sign: str, distance: str, who: str) -> str:
+    """``sign`` one of :data:`SIGNS`; only "signed" for the Euclidean distances."""
+    check_choice(sign, SIGNS, "sign", who)
+    if sign != "signed" and distance not in ("cosine", "correlation"):
+        raise ValueError(
+            f"{who}: sign={sign!r} needs an angular distance ('cosine' or 'correlation'), whose "
+            f"similarity s has a sign; distance={distance!r} has none (use sign='signed')"
+        )
+    return sign
+
+
+
+class TritonWalker:
+    """The Triton backend's two walks (``torchtopo.kernels.pair_sums`` / ``pair_grad``) for
+    :class:`NeighborMean`; ``block_u``/``block_d`` override the kernels' tile sizes."""
+
+    def __init__(self, block_u: Optional[int] = None, block_d: Optional[int] = None) -> None:
+        from torchtopo import kernels
+
+        self.k, self.blocks = kernels, {"block_u": block_u, "block_d": block_d}
+
+    def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
+        return (*self.k.pair_sums(X, grid, distance, c, **self.blocks), None)
+
+    def grad(self, X, grid, distance, mean, alpha, beta, c, state) -> Tensor:
+        return self.k.pair_grad(X, grid, distance, mean, alpha, beta, c, **self.blocks)
