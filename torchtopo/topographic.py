@@ -19,7 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from ._checks import check_choice
+from ._checks import check_bool, check_choice, check_int
+from .functional._neighbor import check_sign
+from .functional.topographic import resolve_unit_dim
 from .grid import Grid, GridLike, as_grid
 from .regularizer import GridTerm, Strength, describe_module, infer_units
 
@@ -92,21 +94,74 @@ class _DistanceTerm(GridTerm):
         return {**super().options(), "distance": self.distance}
 
 
+def _is_mha_out_proj(module: nn.Module) -> bool:
+    """``nn.MultiheadAttention.out_proj``: a Linear whose forward never runs (its parent calls
+    ``F.multi_head_attention_forward`` with the weights directly)."""
+    cls = getattr(nn.modules.linear, "NonDynamicallyQuantizableLinear", None)
+    return cls is not None and isinstance(module, cls)
+
+
 class _ActivationTerm(GridTerm):
-    """A term on the layer's last forward output, whose features/channels are the units."""
+    """A term on the layer's last forward output, whose features/channels are the units.
+
+    ``unit_dim``: the output's dimension that holds the units (all others are stimuli); None
+    picks it from the layer — the last dimension for ``nn.Linear`` and
+    ``nn.MultiheadAttention`` (whose outputs (…, N) always end with the units, so (B, T, N)
+    token activations need nothing), dimension 1 for convolutions — and otherwise dimension 1
+    with a clear error when a 3-D output is ambiguous.  ``sync=True`` gathers the batch of every
+    ``torch.distributed`` rank first (differentiably), so the loss is that of the global batch.
+    """
 
     needs_output = True
 
+    def __init__(self, strength: Strength, grid: Optional[GridLike], unit_dim: Optional[int] = None,
+                 sync: bool = False) -> None:
+        super().__init__(strength, grid)
+        self._activation_options(unit_dim, sync)
+
+    def _activation_options(self, unit_dim: Optional[int], sync: bool) -> None:
+        who = type(self).__name__
+        self.unit_dim = None if unit_dim is None else check_int(unit_dim, "unit_dim", who)
+        self.sync = check_bool(sync, "sync", who)
+        self._unit_dim = self.unit_dim  # resolved from the layer by bind()
+        self._where = who
+
     def bind(self, name: str, module: nn.Module) -> None:
+        if _is_mha_out_proj(module):
+            raise ValueError(
+                f"{type(self).__name__} on {describe_module(name, module)}: this is the output "
+                f"projection of an nn.MultiheadAttention, which calls "
+                f"F.multi_head_attention_forward with out_proj's weights directly and never runs "
+                f"out_proj as a module, so no activations can be captured there. Attach the term "
+                f"to the MultiheadAttention itself ({name.rsplit('.', 1)[0]!r} if that is its "
+                f"name): its output is out_proj's output"
+            )
         super().bind(name, module)
         self._check_units(name, module, infer_units(module), "output units (features/channels)")
+        self._where = f"{type(self).__name__} on {name!r}"
+        if self.unit_dim is None:
+            if isinstance(module, (nn.Linear, nn.MultiheadAttention)):
+                self._unit_dim = -1
+            elif isinstance(module, nn.modules.conv._ConvNd):
+                self._unit_dim = 1
 
-    def _output(self, output) -> Tensor:
+    def _output(self, module: nn.Module, output) -> Tuple[Tensor, int]:
+        """The captured activations (gathered over ranks with ``sync``) and their unit dimension."""
+        if isinstance(module, nn.MultiheadAttention) and isinstance(output, tuple):
+            output = output[0]  # (attn_output, attn_weights)
         if not isinstance(output, Tensor):
             raise TypeError(
                 f"{type(self).__name__}: the layer's output must be a tensor, got {type(output).__name__}"
             )
-        return output
+        ud = resolve_unit_dim(output.shape, self.grid.n_units, self._unit_dim, self._where, "the layer's output")
+        if self.sync:
+            from ._distributed import all_gather_batch
+
+            output = all_gather_batch(output, dim=1 if ud == 0 else 0)  # a stimulus dimension
+        return output, ud
+
+    def options(self) -> Dict[str, Any]:
+        return {**super().options(), "unit_dim": self.unit_dim, "sync": self.sync}
 
 
 class WeightSimilarity(_DistanceTerm):
@@ -149,17 +204,30 @@ class WeightSimilarity(_DistanceTerm):
 
 class ActivationSimilarity(_DistanceTerm, _ActivationTerm):
     r"""Activation-Similarity term: λ · mean over neighbour pairs of d(a_i, a_j), a_k unit k's
-    responses over the batch in the layer's last forward output (see
-    :func:`torchtopo.functional.activation_similarity`).
+    responses over the stimuli in the layer's last forward output (see
+    :func:`torchtopo.functional.activation_similarity`, which also says which ``sign`` form
+    produced which published finding; the paper's exact AS is unconfirmed).
 
     The output is taken as the layer returns it: attach to ``fc1`` itself (not to a following
     ReLU) to regularize *pre-ReLU* activations, as in Truong & Hasson.  On a convolution the
-    channels are the units and batch × positions the stimuli.
+    channels are the units and batch × positions the stimuli; on an ``nn.Linear`` of a
+    transformer (output (B, T, N)) the last dimension is the units and batch × tokens the
+    stimuli.  ``nn.MultiheadAttention.out_proj`` is never called as a module: attaching there
+    fails at once; attach to the ``MultiheadAttention`` (its output is out_proj's).
 
     Args:
         strength: λ, a number or a callable of the step.
         grid: the units' grid; default: the layer's ``.grid``.
         distance: ``"correlation"`` (default), ``"cosine"``, ``"euclidean"``, ``"sqeuclidean"``.
+        sign: ``"signed"`` (1 − s, default), ``"absolute"`` (1 − |s|) or ``"squared"``
+            (1 − s²); the latter two need an angular distance.
+        unit_dim: the output's dimension holding the units; None: from the layer (the last
+            for Linear / MultiheadAttention, 1 for convolutions, else 1 with an error when
+            ambiguous); −1 for (B, T, N) token activations of any other module.
+        sync: under ``torch.distributed``, compute the loss over the global batch (a
+            differentiable all-gather, like ``SyncBatchNorm``): every rank gets the value a
+            single process would on the concatenated batch.  False (default): each rank's
+            own batch (correlations over the per-GPU batch).
         backend: see :func:`torchtopo.functional.weight_similarity`.
     """
 
@@ -169,12 +237,23 @@ class ActivationSimilarity(_DistanceTerm, _ActivationTerm):
         grid: Optional[GridLike] = None,
         *,
         distance: str = "correlation",
+        sign: str = "signed",
+        unit_dim: Optional[int] = None,
+        sync: bool = False,
         backend: Optional[str] = None,
     ) -> None:
         super().__init__(strength, grid, distance, backend)
+        self._activation_options(unit_dim, sync)
+        self.sign = check_sign(sign, self.distance, type(self).__name__)
 
     def loss(self, module: nn.Module, inputs, output) -> Tensor:
-        return F.activation_similarity(self._output(output), self.grid, distance=self.distance, backend=self.backend)
+        acts, ud = self._output(module, output)
+        return F.activation_similarity(
+            acts, self.grid, distance=self.distance, sign=self.sign, unit_dim=ud, backend=self.backend
+        )
+
+    def options(self) -> Dict[str, Any]:
+        return {**super().options(), "sign": self.sign}
 
 
 class SpatialCorrelation(_ActivationTerm):
@@ -187,6 +266,7 @@ class SpatialCorrelation(_ActivationTerm):
         grid: the units' grid; default: the layer's ``.grid``.
         neighborhood: window size (int or (kh, kw)) sampled per step; None: all units.
         seed: seed of the term's own generator for the window draws (None: global RNG).
+        unit_dim, sync: as in :class:`ActivationSimilarity`.
     """
 
     def __init__(
@@ -196,8 +276,10 @@ class SpatialCorrelation(_ActivationTerm):
         *,
         neighborhood: Optional[int | Tuple[int, int]] = None,
         seed: Optional[int] = None,
+        unit_dim: Optional[int] = None,
+        sync: bool = False,
     ) -> None:
-        super().__init__(strength, grid)
+        super().__init__(strength, grid, unit_dim, sync)
         self.neighborhood = neighborhood
         self.seed = seed
         self._generator = None
@@ -205,8 +287,9 @@ class SpatialCorrelation(_ActivationTerm):
     def loss(self, module: nn.Module, inputs, output) -> Tensor:
         if self.seed is not None and self._generator is None:
             self._generator = torch.Generator().manual_seed(self.seed)
+        acts, ud = self._output(module, output)
         return F.spatial_correlation(
-            self._output(output), self.grid, neighborhood=self.neighborhood, generator=self._generator
+            acts, self.grid, neighborhood=self.neighborhood, generator=self._generator, unit_dim=ud
         )
 
     def options(self) -> Dict[str, Any]:
