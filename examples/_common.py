@@ -300,7 +300,7 @@ def fmt_mean(s: Dict[str, float], f: str = "{:.2f}", *, ci: bool = True, unit: s
         return "–"
     if s["n"] < 2:
         return f"{f.format(s['mean'])}{unit} (n = 1, no spread)"
-    out = f"{f.format(s['mean'])}{unit} ± {f.format(s['se'])}"
+    out = f"{f.format(s['mean'])}{unit} ± {f.replace('+', '').format(s['se'])}"
     if ci:
         out += f" [{f.format(s['ci_low'])}, {f.format(s['ci_high'])}]"
     return out + f" (n = {s['n']})"
@@ -311,6 +311,8 @@ def ci_verdict(s: Dict[str, float], *, positive: str, negative: str, what: str =
     "cannot tell" when it contains 0, and no verdict from fewer than two seeds."""
     if s["n"] < 2:
         return f"no verdict: {what} comes from {s['n']} seed(s) (at least 2 needed)"
+    if s["se"] == 0:
+        return f"no verdict: {what} did not vary over seeds (too few test images to resolve it)"
     if s["ci_low"] > 0:
         return positive + " (95 % CI above 0)"
     if s["ci_high"] < 0:
