@@ -239,3 +239,18 @@ def test_dropped_regularizer_leaves_no_hook():
     tt.attach(m, {"0": tt.ActivationSimilarity(1.0, grid=(3, 3))})
     gc.collect()
     assert len(m[0]._forward_hooks) == 0
+
+
+def test_config_and_state_of_a_wrapped_model_rebuild_on_the_plain_model():
+    wrapper = nn.Module()
+    wrapper.module = _all_terms_model()  # the DistributedDataParallel / DataParallel layout
+    sched = lambda s: 1.0  # noqa: E731
+    reg = tt.attach(wrapper, {"module.2": tt.SpatialCorrelation(sched, grid=(2, 4), neighborhood=2, seed=0), "4": tt.WeightSimilarity(0.5)})
+    wrapper.module(_xi(0))
+    reg.penalty()
+    plain = _all_terms_model()
+    again = tt.Regularizer.from_config(plain, reg.config(), strengths={"module.2": sched})
+    assert [e.module for e in again._entries] == [plain[2], plain[4]]
+    again.load_state_dict(reg.state_dict())
+    assert again.step == 1
+    torch.testing.assert_close(again.terms["2"]._generator.get_state(), reg.terms["module.2"]._generator.get_state())

@@ -59,8 +59,9 @@ def test_second_forward_before_penalty_warns_once_per_layer():
     model = _model()
     reg = tt.attach(model, {"0": tt.ActivationSimilarity(1.0, grid=GRID)})
     model(x[:4])
-    with pytest.warns(UserWarning, match=r"'0' ran forward again before penalty\(\).*only the last.*advance=False"):
+    with pytest.warns(UserWarning, match=r"'0' ran forward again before penalty\(\).*only the last.*advance=False") as rec:
         model(x[4:])
+    assert rec[0].filename == __file__  # points at the user's forward, not into torch
     torch.testing.assert_close(reg.penalty(), TF.activation_similarity(model[0](x[4:]), GRID))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -139,6 +140,18 @@ def test_non_reentrant_checkpoint_captures_forward_not_recomputation():
     (F.cross_entropy(ref[2](ref[1](h)), y) + TF.activation_similarity(h, GRID)).backward()
     for n, g in _grads(ref).items():
         torch.testing.assert_close(got[n], g, rtol=1e-10, atol=1e-12, msg=n)
+
+
+def test_reentrant_checkpoint_captures_nothing_and_its_recomputation_neither():
+    x, y = _data()
+    model = _model()
+    reg = tt.attach(model, {"0": tt.ActivationSimilarity(1.0, grid=GRID)})
+    x.requires_grad_()
+    h = checkpoint(model[0], x, use_reentrant=True)  # forward under no_grad
+    with pytest.raises(RuntimeError, match="no captured activations"):
+        reg.penalty()
+    F.cross_entropy(model[2](model[1](h)), y).backward()  # reruns model[0] with grad enabled
+    assert reg._captured == {}
 
 
 # ------------------------------------------------------------- HebbianLoss(local=True)

@@ -19,6 +19,8 @@ The two helpers at the end turn a ``Regularizer.config()`` back into terms.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import warnings
 import weakref
@@ -29,7 +31,7 @@ from torch import Tensor, nn
 
 from .grid import Grid
 
-__all__ = ["AutocastState", "Capture", "CaptureHook", "autocast_state", "in_backward", "warn_once", "term_types", "from_json"]
+__all__ = ["AutocastState", "Capture", "CaptureHook", "autocast_state", "in_backward", "warn_once", "term_types", "from_json", "plain_name", "strip_wrappers", "match_keys"]
 
 
 class AutocastState(NamedTuple):
@@ -135,15 +137,53 @@ def _disabled(name: str) -> CaptureHook:
 
 
 _warn_lock = threading.Lock()
+_INTERNAL = (os.path.dirname(torch.__file__), os.path.dirname(os.path.abspath(__file__)))
 
 
-def warn_once(seen: set, key: str, message: str, stacklevel: int = 3) -> None:
-    """Issue ``message`` as a UserWarning the first time ``key`` is added to ``seen``."""
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside torch and torchtopo (the user's call)."""
+    frame, level = sys._getframe(2), 2  # 1 = warn_once's caller as seen from warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INTERNAL):
+        frame, level = frame.f_back, level + 1
+    return level if frame is not None else 2
+
+
+def warn_once(seen: set, key: str, message: str) -> None:
+    """Issue ``message`` as a UserWarning the first time ``key`` is added to ``seen``, pointing
+    at the user's line (the first frame outside torch and torchtopo)."""
     with _warn_lock:
         if key in seen:
             return
         seen.add(key)
-    warnings.warn(message, UserWarning, stacklevel=stacklevel)
+    warnings.warn(message, UserWarning, stacklevel=_user_stacklevel())
+
+
+def strip_wrappers(key: str) -> str:
+    """``key`` without leading ``module.`` / ``_orig_mod.`` (DDP, DataParallel, torch.compile)."""
+    while key.startswith(("module.", "_orig_mod.")):
+        key = key.split(".", 1)[1]
+    return key
+
+
+def match_keys(saved: Mapping[str, Any], keys: list) -> Mapping[str, Any]:
+    """``saved`` re-keyed by ``keys`` when they match up to wrapper prefixes, else ``saved``."""
+    plain = {strip_wrappers(k): v for k, v in saved.items()}
+    out = {k: plain[strip_wrappers(k)] for k in keys if strip_wrappers(k) in plain}
+    return out if len(out) == len(keys) == len(plain) else saved
+
+
+def plain_name(modules: Mapping[str, nn.Module], name: str) -> str:
+    """``name`` without a wrapper's ``module.`` / ``_orig_mod.`` prefixes when ``modules`` (a
+    model's named modules) lacks it as it is, so a config saved from a wrapped model rebuilds on
+    the plain one (the other direction :func:`torchtopo._checks.resolve_module` handles)."""
+    while name not in modules:
+        for prefix in ("module.", "_orig_mod."):
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        else:
+            return name
+    return name
 
 
 def term_types(base: type) -> Dict[str, type]:

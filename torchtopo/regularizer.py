@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_int, resolve_module
-from ._hooks import Capture, CaptureHook, from_json, term_types, warn_once
+from ._hooks import Capture, CaptureHook, from_json, match_keys, plain_name, term_types, warn_once
 from .grid import Grid, GridLike, as_grid
 
 __all__ = ["Term", "Regularizer", "attach", "Strength", "describe_module", "infer_units"]
@@ -227,7 +227,6 @@ class Regularizer:
                 f"activations are used.  For gradient accumulation call penalty() after each "
                 f"micro-batch's forward (advance=False on all but the last); see "
                 f"torchtopo.regularizer.",
-                stacklevel=4,
             )
         self._captured[name] = capture
 
@@ -381,6 +380,8 @@ class Regularizer:
         step = check_int(state["step"], "state['step']", "load_state_dict", minimum=0)
         terms = state["terms"]
         mine = {e.key for e in self._entries}
+        if isinstance(terms, Mapping) and set(terms) != mine:  # saved from a wrapped model?
+            terms = match_keys(terms, [e.key for e in self._entries])
         if not isinstance(terms, Mapping) or set(terms) != mine:
             got = sorted(terms) if isinstance(terms, Mapping) else type(terms).__name__
             raise ValueError(f"load_state_dict: the saved terms {got} do not match this regularizer's {sorted(mine)}")
@@ -399,11 +400,11 @@ class Regularizer:
         if not isinstance(config, Mapping) or not isinstance(config.get("terms"), Mapping):
             raise TypeError(f"from_config: config must be the dict of Regularizer.config(), got {type(config).__name__}")
         strengths = dict(strengths or {})
-        types = term_types(Term)
+        types, modules = term_types(Term), dict(model.named_modules())
         spec: Dict[str, List[Term]] = {}
         for key, tc in config["terms"].items():
             tc = dict(tc)
-            name = key.rsplit("[", 1)[0] if key.endswith("]") else key
+            name = plain_name(modules, key.rsplit("[", 1)[0] if key.endswith("]") else key)
             kind, strength = tc.pop("type", None), strengths.pop(key, tc.pop("strength", 1.0))
             tc.pop("module", None)
             if kind not in types:
