@@ -152,9 +152,10 @@ def test_spatial_correlation_oracle():
     a = torch.randn(10, 12, dtype=torch.float64)
     got = TF.spatial_correlation(a, g)
     r, inv = [], []
+    e2 = eps2_oracle(a.T, "correlation")
     for i in range(12):
         for j in range(i + 1, 12):
-            r.append(1 - d_oracle(a[:, i], a[:, j], "correlation"))
+            r.append(1 - d_oracle(a[:, i], a[:, j], "correlation", eps2=e2))
             inv.append(1 / (1 + float(g.sheet_distance(i, j))))
     mr, mi = sum(r) / len(r), sum(inv) / len(inv)
     cov = sum((x - mr) * (y - mi) for x, y in zip(r, inv))
@@ -413,6 +414,31 @@ def test_huge_values_do_not_overflow(dtype, distance):
         loss = TF.weight_similarity(w, g, distance=distance).detach()
         want = float(TF.weight_similarity(w.detach().double(), g, distance=distance))
         assert 1e36 < want < 3e38 and float(loss) == pytest.approx(want, rel=1e-5)
+
+
+def test_spatial_correlation_bounded_gradient_and_huge_values():
+    """A dead unit had a gradient 10⁸ times a typical one (3·10⁶ vs 5·10⁻³); with ε inside the
+    norms it is bounded.  Equal-variance units give exactly the ε-free loss (Pearson over the
+    pairs is scale-free); 10²⁰ in float32 gives the float64 value."""
+    g = tt.Grid(6, 6)
+    torch.manual_seed(0)
+    a = torch.randn(32, 36)
+    a[:, 10] = 0.0
+    a.requires_grad_()
+    TF.spatial_correlation(a, g).backward()
+    n = a.grad.norm(dim=0)
+    assert float(n[10]) <= 20 * float(n.median())
+    z = torch.randn(40, 36, dtype=torch.float64)
+    z = (z - z.mean(0)) / z.std(0)  # equal variances
+    c = torch.corrcoef(z.T)
+    i, j = torch.triu_indices(36, 36, 1)
+    inv = 1 / (1 + g.sheet_distance(i, j).double())
+    want = 0.5 * (1 - torch.corrcoef(torch.stack([c[i, j], inv]))[0, 1])
+    assert float(TF.spatial_correlation(z, g)) == pytest.approx(float(want), rel=1e-9)
+    big = (z * 1e20).float().requires_grad_()
+    loss = TF.spatial_correlation(big, g)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(float(want), rel=1e-4) and torch.isfinite(big.grad).all()
 
 
 def test_scale_is_a_power_of_two_and_exact():

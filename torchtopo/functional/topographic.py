@@ -45,7 +45,16 @@ from torch import Tensor
 from .._checks import EPS, check_choice, check_int, check_tensor
 from .._checks import check_finite as require_finite
 from ..grid import Grid, GridLike, as_grid
-from ._neighbor import SIGNS, NeighborMean, TritonWalker, acc_dtype, check_sign, pair_mean_reference
+from ._neighbor import (
+    SIGNS,
+    NeighborMean,
+    TritonWalker,
+    acc_dtype,
+    call_scale,
+    check_sign,
+    eps_sq,
+    pair_mean_reference,
+)
 from ._neighbor_torch import TorchWalker, safe_sqrt
 
 __all__ = [
@@ -338,7 +347,10 @@ def spatial_correlation(
     .. math:: L = \tfrac12 \bigl(1 - \operatorname{Pearson}_{i<j}\bigl(r_{ij},\;
               \tfrac{1}{1 + d_{ij}}\bigr)\bigr)
 
-    with :math:`r_{ij}` the Pearson correlation of units i and j over the stimuli and
+    with :math:`r_{ij}` the Pearson correlation of units i and j over the stimuli (with ε inside
+    the norms as in the module docstring, so a dead or constant unit has r = 0 and a bounded
+    gradient; Pearson over the pairs is scale-free, so for units of equal variance the loss is
+    exactly the ε-free one) and
     :math:`d_{ij}` their Euclidean distance on the sheet (in grid steps, torus-aware with
     ``wrap``).  L is 0 when response similarity falls off with distance exactly like
     1 / (1 + d), ½ when unrelated to it.
@@ -375,11 +387,11 @@ def spatial_correlation(
     n = units.numel()
     if n < 3:
         raise ValueError(f"spatial_correlation needs at least 3 units in the neighbourhood, got {n}")
-    if X.dtype in (torch.float16, torch.bfloat16):
-        X = X.float()
+    X = X.to(acc_dtype(X.dtype)) / call_scale(X)  # a power of two: no overflow at 1e20
     Z = X.permute(1, 2, 0, 3).reshape(n, -1)  # (units, stimuli)
     Z = Z - Z.mean(dim=1, keepdim=True)
-    Z = Z / (safe_sqrt(Z.square().sum(dim=1, keepdim=True)) + EPS)
+    nsq = Z.square().sum(dim=1, keepdim=True)
+    Z = Z / torch.sqrt(nsq + eps_sq(nsq))  # ε inside the norms, as the angular distances
     i, j = torch.triu_indices(n, n, offset=1)
     r = (Z @ Z.T)[i.to(Z.device), j.to(Z.device)]
     d = grid.sheet_distance(units[i], units[j]).to(device=Z.device, dtype=Z.dtype)
