@@ -46,7 +46,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_int, resolve_module
+from ._checks import check_bool, check_int, resolve_module
 from ._hooks import Capture, CaptureHook, from_json, match_keys, plain_name, term_types, warn_once
 from .grid import Grid, GridLike, as_grid
 
@@ -303,8 +303,7 @@ class Regularizer:
                 "penalty(): this regularizer was removed (reg.remove(), or its with-block ended): "
                 "its hooks are gone and it captures nothing; attach the terms again with tt.attach()"
             )
-        if not isinstance(advance, bool):
-            raise TypeError(f"penalty(): advance must be True or False, got {type(advance).__name__} ({advance!r})")
+        check_bool(advance, "advance", "penalty()")
         total: Optional[Tensor] = None
         last = {}
         self._suspended = True
