@@ -7,6 +7,7 @@ Images are ``(B, C, H, W)`` floating-point tensors; every draw takes an optional
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Sequence, Tuple
 
@@ -45,6 +46,15 @@ def _reflect_index(n: int, idx: Tensor) -> Tensor:
     return torch.where(i >= n, period - 1 - i, i)
 
 
+def _reflect101_index(n: int, idx: Tensor) -> Tensor:
+    """OpenCV's BORDER_REFLECT_101 (d c b | a b c d | c b a) for any offset, vectorised."""
+    if n == 1:
+        return torch.zeros_like(idx)
+    period = 2 * n - 2
+    i = idx % period
+    return torch.where(i >= n, period - i, i)
+
+
 def _blur_matrix(n: int, taps: Tensor, offsets: Tensor, device, dtype) -> Tensor:
     """(n, n) matrix M with (M x)[i] = Σ_t taps[t] · x[reflect(i + offsets[t])]."""
     i = torch.arange(n, device=device)
@@ -72,20 +82,28 @@ def gaussian_blur(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
     return Mh @ x @ Mw.T
 
 
-def _pad_reflect(x: Tensor, ph: int, pw: int) -> Tensor:
-    """Reflect-pad by any amount (scipy 'reflect'), via index folding."""
+def _pad_reflect(x: Tensor, ph: int, pw: int, mode: str = "reflect") -> Tensor:
+    """Reflect-pad by any amount (scipy 'reflect', or OpenCV's 'reflect101'), via index folding."""
     H, W = x.shape[-2:]
-    ri = _reflect_index(H, torch.arange(-ph, H + ph, device=x.device))
-    ci = _reflect_index(W, torch.arange(-pw, W + pw, device=x.device))
+    fold = _reflect_index if mode == "reflect" else _reflect101_index
+    ri = fold(H, torch.arange(-ph, H + ph, device=x.device))
+    ci = fold(W, torch.arange(-pw, W + pw, device=x.device))
     return x[..., ri, :][..., :, ci]
 
 
-def conv_same(x: Tensor, kernel: Tensor) -> Tensor:
+def conv_same(x: Tensor, kernel: Tensor, mode: str = "reflect") -> Tensor:
     """Convolve every (B, C) plane with a 2-D kernel (k_h, k_w) shared by the batch, or with
-    per-image kernels (B, k_h, k_w); reflected borders, output the size of ``x``."""
+    per-image kernels (B, k_h, k_w); reflected borders (``mode`` "reflect" as scipy, or
+    "reflect101" as OpenCV), output the size of ``x``."""
     B, C, H, W = x.shape
     kh, kw = kernel.shape[-2:]
-    xp = _pad_reflect(x, kh // 2, kw // 2)
+    xp = _pad_reflect(x, kh // 2, kw // 2, mode)
+    if kh * kw > 400:  # large kernels: the same circular-free product in the Fourier domain
+        Hp, Wp = xp.shape[-2:]
+        kf = torch.fft.rfft2(kernel.to(torch.float64), s=(Hp, Wp))
+        kf = kf if kernel.dim() == 2 else kf[:, None]
+        full = torch.fft.irfft2(torch.fft.rfft2(xp.to(torch.float64)) * kf, s=(Hp, Wp))
+        return full[..., kh - 1 : kh - 1 + H, kw - 1 : kw - 1 + W].to(x.dtype)
     k = kernel.to(x.dtype).flip(-1, -2)  # conv2d is a correlation
     if kernel.dim() == 2:
         out = F.conv2d(xp.reshape(B * C, 1, *xp.shape[-2:]), k[None, None])
@@ -96,27 +114,55 @@ def conv_same(x: Tensor, kernel: Tensor) -> Tensor:
 
 
 def disk_kernel(radius: float, alias_blur: float, dtype) -> Tensor:
-    """Anti-aliased disk (area coverage by 8×8 supersampling), then a Gaussian of SD alias_blur."""
-    r = max(radius, 0.5)
-    R = int(math.ceil(r)) + 1
-    ss = 8
-    t = (torch.arange(-R * ss, (R + 1) * ss, dtype=torch.float64) + 0.5) / ss - 0.5
+    """ImageNet-C's defocus kernel: the binary disk X² + Y² ≤ r² on the integer grid
+    −R … R (R = 8 for r ≤ 8, else ⌈r⌉), normalised to sum 1, then blurred by a 3×3 (r ≤ 8) or
+    5×5 Gaussian of SD ``alias_blur`` with OpenCV's reflect-101 border (as cv2.GaussianBlur)."""
+    R = 8 if radius <= 8 else int(math.ceil(radius))
+    t = torch.arange(-R, R + 1, dtype=torch.float64)
     X, Y = torch.meshgrid(t, t, indexing="ij")
-    inside = ((X * X + Y * Y) <= r * r).double()
-    k = inside.reshape(2 * R + 1, ss, 2 * R + 1, ss).mean((1, 3))
+    k = ((X * X + Y * Y) <= radius * radius).double()
     k = k / k.sum()
     if alias_blur > 0:
-        w, off = _gauss_taps(alias_blur, 3.0)
-        M = _blur_matrix(2 * R + 1, w, off, "cpu", torch.float64)
-        k = M @ k @ M.T
-        k = k / k.sum()
+        half = 1 if radius <= 8 else 2
+        off = torch.arange(-half, half + 1, dtype=torch.float64)
+        w = torch.exp(-0.5 * (off / alias_blur) ** 2)
+        w = (w / w.sum()).reshape(1, 1, -1)
+        kp = _pad_reflect(k[None, None], half, half, "reflect101")
+        k = F.conv2d(F.conv2d(kp, w[..., None]), w[:, :, None, :])[0, 0]
     return k.to(dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _pil_box_matrix(n_in: int, n_out: int) -> Tensor:
+    """(n_out, n_in) resampling matrix of PIL's BOX filter, in PIL's own arithmetic: output i
+    (centre c = (i + ½)·s, s = n_in/n_out, support ½·max(s, 1)) averages the inputs j of the
+    window [⌊c − support + ½⌋, ⌊c + support + ½⌋) with −½ < (j + ½ − c)/max(s, 1) ≤ ½.
+    Down-sampling: the mean of the pixels whose centres the output covers; up-sampling: the
+    centre-sampled nearest pixel."""
+    scale = n_in / n_out
+    fs = max(scale, 1.0)
+    support, ss = 0.5 * fs, 1.0 / fs
+    M = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for i in range(n_out):  # a loop over the output size to build a small matrix, not pixels
+        center = (i + 0.5) * scale
+        lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), n_in)
+        for j in range(lo, hi):
+            t = (j - center + 0.5) * ss
+            M[i, j] = 1.0 if -0.5 < t <= 0.5 else 0.0
+    return M / M.sum(1, keepdim=True).clamp_min(1e-300)
+
+
+def pixelate_matrix(n: int, m: int, dtype, device) -> Tensor:
+    """(n, n) matrix of PIL's BOX down-sampling n → m followed by BOX up-sampling m → n (the
+    reference's two ``resize`` calls; the up-sampling is a centre-sampled nearest)."""
+    return (_pil_box_matrix(m, n) @ _pil_box_matrix(n, m)).to(device=device, dtype=dtype)
 
 
 def motion_kernels(radius: float, sigma: float, angles_deg: Tensor, dtype) -> Tensor:
     """Per-image one-sided Gaussian line kernels (the Wand/ImageNet-C motion blur): taps
-    i = 0 … L−1 with weight exp(−i²/2σ²), placed at i·(cos a, sin a), bilinearly splatted."""
-    L = max(2, int(math.ceil(max(radius, 1.0))) + 1)
+    i = 0 … L−1 (L = 2⌈radius⌉ + 1, ImageMagick's width) with weight exp(−i²/2σ²), placed at
+    i·(cos a, sin a), bilinearly splatted."""
+    L = 2 * int(math.ceil(max(radius, 0.5))) + 1  # ImageMagick's kernel width for a radius > 0
     i = torch.arange(L, dtype=torch.float64)
     w = torch.exp(-0.5 * (i / max(sigma, 1e-3)) ** 2)
     w = w / w.sum()
@@ -137,6 +183,37 @@ def motion_kernels(radius: float, sigma: float, angles_deg: Tensor, dtype) -> Te
             k.scatter_add_(1, yi * size + xi, w[None, :] * wx * wy)
     k = k.reshape(B, size, size)
     return (k / k.sum((1, 2), keepdim=True)).to(dtype)
+
+
+def glass_shuffle(x: Tensor, delta: int, g) -> Tensor:
+    """One round of ImageNet-C's local pixel shuffle, exactly, without its Python loop.
+
+    The reference visits h = H−δ … δ+1 (descending), and within each row w = W−δ … δ+1, and
+    executes ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` with (h', w') = (h + dy, w + dx),
+    dy, dx uniform in {−δ, …, δ−1}.  On numpy views that statement *copies* x[h', w'] into
+    x[h, w] and leaves x[h', w'] as it is.  So each visited pixel takes the current value of its
+    source: the original value when the source is visited later (or never), the already
+    updated one when it was visited earlier.  Following the sources visited earlier is a chain
+    of strictly earlier visits; pointer jumping resolves all chains in ⌈log₂(HW)⌉ rounds."""
+    B, C, H, W = x.shape
+    N = H * W
+    dev = x.device
+    dy = randint(-delta, delta, (B, H, W), g, dev)
+    dx = randint(-delta, delta, (B, H, W), g, dev)
+    hh = torch.arange(H, device=dev).view(1, H, 1).expand(B, H, W)
+    ww = torch.arange(W, device=dev).view(1, 1, W).expand(B, H, W)
+    visited = lambda r, c: (r > delta) & (r <= H - delta) & (c > delta) & (c <= W - delta)  # noqa: E731
+    order = lambda r, c: (H - 1 - r) * W + (W - 1 - c)  # noqa: E731 - visiting rank
+    sr, sc = (hh + dy).clamp(0, H - 1), (ww + dx).clamp(0, W - 1)
+    me = (hh * W + ww).reshape(B, N)
+    src = torch.where(visited(hh, ww), sr * W + sc, hh * W + ww).reshape(B, N)
+    follow = (visited(hh, ww) & visited(sr, sc) & (order(sr, sc) < order(hh, ww))).reshape(B, N)
+    nxt = torch.where(follow, src, me)  # a fixed point marks the end of a chain
+    term = torch.where(follow, me, src)  # at a chain's end: read the original value here
+    for _ in range(max(1, math.ceil(math.log2(max(N, 2)))) + 1):
+        nxt = nxt.gather(1, nxt)
+    idx = term.gather(1, nxt)
+    return x.reshape(B, C, N).gather(2, idx[:, None].expand(B, C, N)).reshape(B, C, H, W)
 
 
 def gray(x: Tensor) -> Tensor:
@@ -170,28 +247,31 @@ def spectral_field(B: int, H: int, W: int, exponent: float, g, like: Tensor) -> 
     return (n / torch.where(sd > 0, sd, torch.ones_like(sd))).to(like.dtype)
 
 
-def frost_texture(B: int, C: int, H: int, W: int, g, like: Tensor) -> Tensor:
-    """Procedural frost: ridged multi-scale noise plus grain, mean ≈ 0.45, in [0, 1]."""
+def frost_texture(B: int, C: int, H: int, W: int, g, like: Tensor, means: Tensor, stds: Tensor) -> Tensor:
+    """Procedural frost: per image, one of the photographs' statistics k is drawn uniformly;
+    a ridged multi-scale texture (1 − |field| of 1/f³ and 1/f² fields, plus grain) z-scored
+    over the image is scaled to that photograph's within-crop SD ``stds[k]`` and shifted to its
+    mean RGB ``means[k]`` (the channel mean on non-RGB images); clamped to [0, 1]."""
+    k = randint(0, means.shape[0], (B,), g, like.device)
     f1 = spectral_field(B, H, W, 3.0, g, like)
     f2 = spectral_field(B, H, W, 2.0, g, like)
     ridges = (1 - f1.abs().clamp(max=1.0)) ** 4 + 0.6 * (1 - f2.abs().clamp(max=1.0)) ** 6
-    grain = rand((B, H, W), g, like)
-    t = 0.88 * ridges / ridges.amax((1, 2), keepdim=True).clamp_min(1e-12) + 0.12 * grain
-    t = t - t.mean((1, 2), keepdim=True) + 0.45
-    t = t.clamp(0, 1)[:, None].expand(B, C, H, W)
-    if C == 3:
-        tint = torch.tensor([0.92, 0.96, 1.0], device=like.device, dtype=like.dtype).view(1, 3, 1, 1)
-        t = t * tint
-    return t
+    t = 0.88 * ridges / ridges.amax((1, 2), keepdim=True).clamp_min(1e-12) + 0.12 * rand((B, H, W), g, like)
+    t = t - t.mean((1, 2), keepdim=True)
+    sd = t.std(dim=(1, 2), keepdim=True, correction=0)
+    t = t / torch.where(sd > 0, sd, torch.ones_like(sd))
+    mu = means.to(like.device, like.dtype)[k]  # (B, 3)
+    mu = mu if C == 3 else mu.mean(1, keepdim=True).expand(B, C)
+    sig = stds.to(like.device, like.dtype)[k].view(B, 1, 1, 1)
+    return (mu.view(B, C, 1, 1) + sig * t[:, None]).clamp(0, 1)
 
 
 # ----------------------------------------------------------------------------- elastic warp
 def elastic(x: Tensor, c, g) -> Tensor:
-    """A random affine (three points moved by U(±c₂·S)) then a smoothed random displacement
-    field (σ = c₁·S, scale c₀·S), S the image side; bilinear, reflected borders."""
+    """A random affine (three points moved by U(±c₂) px) then a smoothed random displacement
+    field (Gaussian σ = c₁ px of U(−1, 1) noise, times c₀ px); bilinear, reflected borders."""
     B, C, H, W = x.shape
-    S = float(min(H, W))
-    alpha, sigma, aff = c[0] * S, c[1] * S, c[2] * S
+    alpha, sigma, aff = float(c[0]), float(c[1]), float(c[2])
     dt = torch.float64
     # random affine from three points around the centre (as cv2.getAffineTransform)
     cy, cx = H // 2, W // 2
