@@ -31,7 +31,7 @@ from _store import Checkpoints, OutLock, atomic_save, atomic_write  # noqa: F401
 
 __all__ = ["DATASETS", "data_help", "open_dataset", "make_parser", "add_common_args", "parse", "parse_shard", "cores",
            "set_threads", "start", "progress", "say", "fit", "write_results", "pyplot", "save_fig", "Checkpoints",
-           "OutLock", "atomic_write", "atomic_save", "mean_sd", "mean_se_ci", "fmt_mean", "ci_verdict"]
+           "OutLock", "atomic_write", "atomic_save", "mean_sd", "finite", "mean_se_ci", "fmt_mean", "ci_verdict"]
 
 
 # ------------------------------------------------------------------------------ data sets
@@ -238,10 +238,23 @@ def fit(model: nn.Module, batches: Callable[[int], Iterable], opt: torch.optim.O
 
 
 # ------------------------------------------------------------------------------ outputs
+def finite(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats (also 0-d tensors) replaced by None: valid JSON."""
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_results(out: str, payload: Dict, report: Optional[str] = None, *, name: str = "results.json") -> None:
     """``out/results.json`` (and ``out/report.md`` from ``report``), each written atomically."""
     os.makedirs(out, exist_ok=True)
-    atomic_write(os.path.join(out, name), json.dumps(payload, indent=1, default=float))
+    atomic_write(os.path.join(out, name), json.dumps(finite(payload), indent=1, default=float, allow_nan=False))
     if report is not None:
         atomic_write(os.path.join(out, "report.md"), report if report.endswith("\n") else report + "\n")
 
@@ -312,7 +325,7 @@ def ci_verdict(s: Dict[str, float], *, positive: str, negative: str, what: str =
     if s["n"] < 2:
         return f"no verdict: {what} comes from {s['n']} seed(s) (at least 2 needed)"
     if s["se"] == 0:
-        return f"no verdict: {what} did not vary over seeds (too few test images to resolve it)"
+        return f"no verdict: {what} did not vary over seeds (no spread to test against)"
     if s["ci_low"] > 0:
         return positive + " (95 % CI above 0)"
     if s["ci_high"] < 0:
