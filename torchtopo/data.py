@@ -1,4 +1,6 @@
-"""Datasets: the offline MNIST sample, and torchvision-backed sets for users who have them.
+"""Datasets: the offline MNIST sample, torchvision-backed sets for users who have them, and the
+published corruption benchmarks CIFAR-10-C and Tiny ImageNet-C (:func:`cifar10_c`,
+:func:`tiny_imagenet_c`).
 
 Nothing here downloads: every torchvision loader is called with ``download=False`` and fails with
 a message naming the expected folder when the data are missing.
@@ -14,6 +16,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ._checks import check_bool, check_int, check_tensor
+from ._corrupted import BENCHMARK_CORRUPTIONS, CIFAR10C, TinyImageNetC, cifar10_c, tiny_imagenet_c
 
 __all__ = [
     "MNIST_MEAN",
@@ -25,6 +28,11 @@ __all__ = [
     "mnist",
     "cifar10",
     "tiny_imagenet",
+    "cifar10_c",
+    "tiny_imagenet_c",
+    "BENCHMARK_CORRUPTIONS",
+    "CIFAR10C",
+    "TinyImageNetC",
     "to_tensors",
     "batches",
     "Normalize",
@@ -218,19 +226,38 @@ def _require_torchvision():
     return torchvision, transforms
 
 
-def _check_root(root: Optional[str], what: str) -> str:
+_LAYOUTS = {
+    "mnist": "torchvision's MNIST layout: <root>/MNIST/raw/ with the four uncompressed IDX files "
+    "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
+    "cifar10": "torchvision's CIFAR-10 layout: <root>/cifar-10-batches-py/ with data_batch_1 … "
+    "data_batch_5, test_batch and batches.meta (the unpacked cifar-10-python.tar.gz)",
+    "tiny_imagenet": "the official tiny-imagenet-200 folder: <root>/train/<wnid>/images/*.JPEG and "
+    "<root>/val/images/*.JPEG with <root>/val/val_annotations.txt (or <root>/val/<wnid>/…)",
+}
+
+
+def _check_root(root: Optional[str], what: str, needed=()) -> str:
+    """``root`` must be an existing folder holding the ``needed`` relative paths; otherwise an
+    error naming the layout expected (never a suggestion to download)."""
+    layout = _LAYOUTS.get(what, "")
     if root is None:
-        raise ValueError(f"{what}: pass data_root=DIR (torchtopo never downloads data)")
+        raise ValueError(f"{what}: pass the data folder as root (torchtopo never downloads data); expected {layout}")
     root = os.path.expanduser(str(root))
     if not os.path.isdir(root):
-        raise FileNotFoundError(f"{what}: data root {root!r} does not exist (torchtopo never downloads data)")
+        raise FileNotFoundError(f"{what}: data root {root!r} does not exist. Expected {layout} (torchtopo never downloads data)")
+    missing = [p for p in needed if not os.path.exists(os.path.join(root, p))]
+    if missing:
+        raise FileNotFoundError(
+            f"{what}: {os.path.join(root, missing[0])!r} is missing. Expected {layout} (torchtopo never downloads data)"
+        )
     return root
 
 
 def mnist(root: str, train: bool = True, *, normalize: bool = True) -> Dataset:
     """Full MNIST from torchvision's folder layout under ``root`` (no download)."""
     tv, T = _require_torchvision()
-    root = _check_root(root, "mnist")
+    raw = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte") if train else ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    root = _check_root(root, "mnist", [os.path.join("MNIST", "raw", f) for f in raw])
     tf = [T.ToTensor()] + ([T.Normalize((MNIST_MEAN,), (MNIST_STD,))] if normalize else [])
     return tv.datasets.MNIST(root, train=train, download=False, transform=T.Compose(tf))
 
@@ -238,7 +265,8 @@ def mnist(root: str, train: bool = True, *, normalize: bool = True) -> Dataset:
 def cifar10(root: str, train: bool = True, *, normalize: bool = True, augment: bool = False) -> Dataset:
     """CIFAR-10 from torchvision's folder layout under ``root`` (no download)."""
     tv, T = _require_torchvision()
-    root = _check_root(root, "cifar10")
+    batches = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    root = _check_root(root, "cifar10", [os.path.join("cifar-10-batches-py", f) for f in batches + ["batches.meta"]])
     tf = []
     if augment and train:
         tf += [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
@@ -279,7 +307,9 @@ def tiny_imagenet(root: str, split: str = "train", *, normalize: bool = True) ->
     Normalisation uses the ImageNet mean and std.
     """
     tv, T = _require_torchvision()
-    root = _check_root(root, "tiny_imagenet")
+    if split not in ("train", "val"):
+        raise ValueError(f"tiny_imagenet: split must be 'train' or 'val', got {split!r}")
+    root = _check_root(root, "tiny_imagenet", ["train"] + ([] if split == "train" else ["val"]))
     tf = [T.ToTensor()]
     if normalize:
         tf.append(T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))

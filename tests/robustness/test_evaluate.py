@@ -55,3 +55,50 @@ def test_on_a_real_model():
     assert set(res["accuracy"]) == {"pink", "snow"}
     wn = R.evaluate_weight_noise(m, (x, y), [0.05], modules="fc1", readout="fc2", repeats=1)
     assert len(wn["accuracy"]) == 1
+
+
+class _Brightness(nn.Module):
+    """Predicts class 1 when the mean pixel exceeds 0.3, else 0."""
+
+    def forward(self, x):
+        m = x.flatten(1).mean(1)
+        return torch.stack([0.3 - m, m - 0.3], 1)
+
+
+def test_evaluate_corruptions_on_the_published_benchmark(tmp_path):
+    """CIFAR-10-C written in its on-disk format: severity s has pixel value 30·s for every
+    image (255 for snow at 1–2), a quarter of the labels are 1, so the brightness model (0 below
+    severity 3, 1 from it) is right on 75 % at fog 1–2 and on 25 % otherwise."""
+    import numpy as np
+
+    n = 8
+    labels = np.tile(np.arange(n) % 4 == 0, 5).astype(np.uint8)
+    for kind in ("fog", "snow"):
+        arr = np.concatenate([np.full((n, 32, 32, 3), 30 * s, dtype=np.uint8) for s in range(1, 6)])
+        if kind == "snow":
+            arr[: 2 * n] = 255  # snow at severities 1–2: bright, class 1 predicted
+        np.save(tmp_path / f"{kind}.npy", arr)
+    np.save(tmp_path / "labels.npy", labels)
+    m = _Brightness()
+    sets = {(k, s): tt.data.cifar10_c(tmp_path, k, s) for k in ("fog", "snow") for s in (1, 2, 3)}
+    clean = (torch.full((4, 3, 32, 32), 0.9), torch.tensor([1, 1, 1, 0]))
+    res = R.evaluate_corruptions(m, clean, datasets=sets)
+    assert res["clean"] == 75.0
+    assert res["severities"] == {"fog": [1, 2, 3], "snow": [1, 2, 3]}
+    for kind, expect in (("fog", [75.0, 75.0, 25.0]), ("snow", [25.0, 25.0, 25.0])):
+        want = [R.evaluate_accuracy(m, sets[(kind, s)]) for s in (1, 2, 3)]
+        assert res["accuracy"][kind] == want == expect
+        assert res["change"][kind] == [a - 75.0 for a in want]
+    # a callable over the files; no clean data: no change reported
+    res2 = R.evaluate_corruptions(m, datasets=lambda k, s: tt.data.cifar10_c(tmp_path, k, s), kinds=["fog"], severities=[3, 5])
+    assert res2["clean"] is None and res2["change"]["fog"] is None and res2["accuracy"]["fog"] == [25.0, 25.0]
+    with pytest.raises(KeyError, match=r"no entry for \('fog', 5\)"):
+        R.evaluate_corruptions(m, clean, datasets=sets, kinds=["fog"], severities=[5])
+    with pytest.raises(TypeError, match="datasets must be a mapping"):
+        R.evaluate_corruptions(m, clean, datasets=[1, 2])
+    with pytest.raises(ValueError, match=r"\(kind, severity\) pairs"):
+        R.evaluate_corruptions(m, clean, datasets={"fog": sets[("fog", 1)]})
+    with pytest.raises(FileNotFoundError, match="frost.npy' is missing"):
+        R.evaluate_corruptions(m, datasets=lambda k, s: tt.data.cifar10_c(tmp_path, k, s), kinds=["frost"])
+    with pytest.raises(ValueError, match="data .* is required without datasets="):
+        R.evaluate_corruptions(m, kinds=["fog"])

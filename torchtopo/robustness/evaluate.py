@@ -4,14 +4,14 @@ Dietterich, ICLR 2019)."""
 from __future__ import annotations
 
 import zlib
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from .._batching import eval_mode, iter_batches, model_device
 from .._checks import check_choice, check_int, resolve_module
-from .corruptions import CORRUPTIONS, NOISE_CORRUPTIONS, corrupt
+from .corruptions import COMMON_CORRUPTIONS, CORRUPTIONS, NOISE_CORRUPTIONS, corrupt
 from .weights import ModuleRefs, perturb_weights, readout_rsm
 
 __all__ = ["evaluate_accuracy", "evaluate_corruptions", "evaluate_weight_noise"]
@@ -54,10 +54,11 @@ def evaluate_accuracy(
 
 def evaluate_corruptions(
     model: nn.Module,
-    data: Any,
+    data: Any = None,
     *,
-    kinds: Sequence[str] = NOISE_CORRUPTIONS,
+    kinds: Optional[Sequence[str]] = None,
     severities: Optional[Union[Sequence[Union[int, float]], Dict[str, Sequence[Union[int, float]]]]] = None,
+    datasets: Optional[Union[Mapping[Tuple[str, int], Any], Callable[[str, int], Any]]] = None,
     seed: int = 0,
     batch_size: int = 128,
     device: Optional[Union[str, torch.device]] = None,
@@ -65,19 +66,30 @@ def evaluate_corruptions(
 ) -> Dict[str, Any]:
     r"""Accuracy under each corruption and severity, and its change from clean accuracy.
 
-    The images of ``data`` must be in [0, 1] (the model normalises).  Each (kind, severity)
-    uses its own generator seeded from ``seed``, the kind and the severity value, so results are
-    reproducible and every model sees the same corrupted images.
+    Two sources of corrupted images:
+
+    * ``datasets=None`` (default): the images of ``data`` corrupted on the fly by :func:`corrupt`.
+      They must be in [0, 1] (the model normalises).  Each (kind, severity) uses its own
+      generator seeded from ``seed``, the kind and the severity value, so results are
+      reproducible and every model sees the same corrupted images.
+    * ``datasets``: the published benchmark itself — a mapping ``{(kind, severity): dataset}``
+      or a callable ``(kind, severity) -> dataset``, e.g.
+      ``lambda k, s: tt.data.cifar10_c(root, k, s)`` (:func:`torchtopo.data.cifar10_c`,
+      :func:`torchtopo.data.tiny_imagenet_c`).  Each dataset's images are evaluated as they
+      are; ``data`` (the clean test set) is then optional and gives ``"clean"`` and
+      ``"change"`` (None without it).
 
     Args:
         model: the classifier.
         data: (x, y) tensors, a Dataset or a DataLoader of images in [0, 1] and labels.
-        kinds: corruption kinds (:data:`CORRUPTIONS`).
+        kinds: corruption kinds; default the noise kinds (:data:`NOISE_CORRUPTIONS`) without
+            ``datasets``, the mapping's kinds (in order) or the 15 common corruptions with it.
         severities: a list used for every kind, or ``{kind: list}``; default
-            (0.01, 0.05, 0.1, 0.15, 0.2) for the noise kinds (Truong & Hasson, arXiv:2508.00043) and 1 … 5 for the
-            common corruptions.
+            (0.01, 0.05, 0.1, 0.15, 0.2) for the noise kinds (Truong & Hasson, arXiv:2508.00043)
+            and 1 … 5 for the common corruptions (with a mapping: its severities per kind).
+        datasets: the corrupted data sets (see above).
         seed: base seed.
-        corrupt_kwargs: passed to :func:`corrupt` (e.g. ``exponent``).
+        corrupt_kwargs: passed to :func:`corrupt` (e.g. ``exponent``, ``preset``).
 
     Returns:
         a dict: ``"clean"`` the clean accuracy (%), and ``"severities"``, ``"accuracy"`` (%) and
@@ -87,19 +99,45 @@ def evaluate_corruptions(
     who = "evaluate_corruptions"
     if isinstance(kinds, str):
         kinds = [kinds]
-    for k in kinds:
-        check_choice(k, CORRUPTIONS, "kinds", who)
-    clean = evaluate_accuracy(model, data, batch_size=batch_size, device=device)
+    mapping = isinstance(datasets, Mapping)
+    if datasets is not None and not mapping and not callable(datasets):
+        raise TypeError(
+            f"{who}: datasets must be a mapping {{(kind, severity): dataset}} or a callable "
+            f"(kind, severity) -> dataset, got {type(datasets).__name__}"
+        )
+    if mapping:
+        for key in datasets:
+            if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str)):
+                raise ValueError(f"{who}: the keys of datasets must be (kind, severity) pairs, got {key!r}")
+    if kinds is None:
+        if mapping:
+            kinds = list(dict.fromkeys(k for k, _ in datasets))
+        else:
+            kinds = list(COMMON_CORRUPTIONS if datasets is not None else NOISE_CORRUPTIONS)
+    if datasets is None:
+        for k in kinds:
+            check_choice(k, CORRUPTIONS, "kinds", who)
+        if data is None:
+            raise ValueError(f"{who}: data (the clean images to corrupt) is required without datasets=")
+    clean = None if data is None else evaluate_accuracy(model, data, batch_size=batch_size, device=device)
     out: Dict[str, Any] = {"clean": clean, "severities": {}, "accuracy": {}, "change": {}}
     for kind in kinds:
         if isinstance(severities, dict):
             sevs = list(severities.get(kind, ()))
         elif severities is not None:
             sevs = list(severities)
+        elif mapping:
+            sevs = [s for k, s in datasets if k == kind]
         else:
             sevs = [0.01, 0.05, 0.1, 0.15, 0.2] if kind in NOISE_CORRUPTIONS else [1, 2, 3, 4, 5]
         accs = []
         for sev in sevs:
+            if datasets is not None:
+                if mapping and (kind, sev) not in datasets:
+                    raise KeyError(f"{who}: datasets has no entry for {(kind, sev)!r}; it has {list(datasets)!r}")
+                ds = datasets[(kind, sev)] if mapping else datasets(kind, sev)
+                accs.append(evaluate_accuracy(model, ds, batch_size=batch_size, device=device))
+                continue
             g = torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(f"{kind}:{float(sev)!r}".encode())) % (2**63))
             accs.append(
                 evaluate_accuracy(
@@ -112,7 +150,7 @@ def evaluate_corruptions(
             )
         out["severities"][kind] = sevs
         out["accuracy"][kind] = accs
-        out["change"][kind] = [a - clean for a in accs]
+        out["change"][kind] = None if clean is None else [a - clean for a in accs]
     return out
 
 
