@@ -91,6 +91,12 @@ def test_unknown_kind_and_bad_severity_and_bad_input():
             R.corrupt(empty, "jpeg_compression", 1)
     with pytest.raises(ValueError, match="preset must be one of.*got 'cifar'; did you mean 'cifar10'"):
         R.corrupt(x, "fog", 1, preset="cifar")
+    with pytest.raises(TypeError, match="exponent must be a real number"):
+        R.corrupt(x, "pink", 0.1, exponent="x")
+    with pytest.raises(ValueError, match="every entry of shape must be >= 1, got 0"):
+        R.pink_noise((1, 1, 0, 4))
+    with pytest.raises(TypeError, match="every entry of shape must be an int"):
+        R.pink_noise((1, 1, 2.5, 4))
 
 
 def test_white_noise_statistics():

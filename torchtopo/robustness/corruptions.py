@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._checks import check_4d, check_choice, check_fraction, check_nonneg, check_real
+from .._checks import check_4d, check_choice, check_fraction, check_int, check_nonneg, check_real
 from . import _image_ops as ops
 from ._presets import ELASTIC_UNIT, FROST_CROP_STD, FROST_PHOTOS, PRESETS, TABLES, pick_preset
 
@@ -329,7 +329,7 @@ def corrupt(
     name = pick_preset(H, W) if preset is None else preset
     if kind not in NOISE_CORRUPTIONS:
         level = TABLES[name][kind][int(sev) - 1]
-    ctx = _Ctx(name, float(exponent))
+    ctx = _Ctx(name, check_real(exponent, "exponent", who))
     out = _KINDS[kind](x, level, generator, ctx)
     return out.clamp(0, 1).to(x.dtype)
 
@@ -357,6 +357,7 @@ def pink_noise(
     """
     if len(shape) != 4:
         raise ValueError(f"pink_noise: shape must be (B, C, H, W), got {tuple(shape)}")
-    B, C, H, W = (int(s) for s in shape)
+    B, C, H, W = (check_int(s, "every entry of shape", "pink_noise", minimum=1) for s in shape)
+    exponent = check_real(exponent, "exponent", "pink_noise")
     like = torch.empty(0, device=device, dtype=dtype)
     return ops.spectral_field(B * C, H, W, exponent, generator, like).reshape(B, C, H, W)
