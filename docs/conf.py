@@ -38,6 +38,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # the package's module name has dashes
     "sphinx.ext.doctest",
     "sphinx.ext.viewcode",
     "myst_parser",
@@ -92,25 +93,25 @@ autodoc_mock_imports = [
 # examples inside docstrings are illustrations (they often use a ``model`` defined elsewhere).
 doctest_test_doctest_blocks = ""
 doctest_global_setup = """
-import os
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-import torch
-torch.set_num_threads(1)
-torch.manual_seed(0)
-import textwrap
-import torchtopo as tt
-import importlib.util
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+def _one_thread_seeded():
+    import os
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+_one_thread_seeded()
+del _one_thread_seeded
+import importlib.util as _util
+HAS_TORCHVISION = _util.find_spec("torchvision") is not None  # for ``:skipif:``
+del _util
 """
+# Nothing else is imported for the pages' code: each page's first block imports what it uses.
 trim_doctest_flags = True
 
 # -- math ----------------------------------------------------------------------------------
-# ``TORCHTOPO_DOCS_MATHJAX`` points MathJax at a local copy (offline screenshots); by default
-# Sphinx's CDN URL is used.
-if os.environ.get("TORCHTOPO_DOCS_MATHJAX"):
-    mathjax_path = os.environ["TORCHTOPO_DOCS_MATHJAX"]
-    if "MathJax.js" in mathjax_path:  # MathJax 2 (Debian's libjs-mathjax)
-        mathjax2_config = {"tex2jax": {"inlineMath": [["\\(", "\\)"]], "displayMath": [["\\[", "\\]"]]}}
+# MathJax 3 ships with the site (the ``sphinx-mathjax-offline`` package of the ``docs`` extra
+# copies it into ``_static/mathjax``): the maths renders without the network, and no page loads
+# a script or a style from another host (``tests/test_docs.py`` checks it).
 
 # -- html ----------------------------------------------------------------------------------
 html_theme = "furo"

@@ -97,7 +97,7 @@ def test_pages_exist_and_link_the_figure(site):
     html = site["html"]
     for page in ["index", "installation", "quickstart", "examples", "performance", "changelog",
                  "guides/topographic", "guides/v1_front", "guides/hebbian", "guides/lgn_lateral",
-                 "api/index", "api/generated/torchtopo"]:
+                 "api/index", "api/generated/torchtopo", "recipes/index"]:
         assert (html / f"{page}.html").exists(), page
     index = (html / "index.html").read_text(encoding="utf-8")
     assert "topomap.png" in index and (html / "_images" / "topomap.png").exists()
@@ -105,6 +105,53 @@ def test_pages_exist_and_link_the_figure(site):
     api_index = (html / "api" / "index.html").read_text(encoding="utf-8")
     for qual, _ in torchtopo_docs.public_modules():
         assert f"generated/{qual}.html" in api_index, qual
+
+
+def _external_resources(html: str) -> list:
+    """``src``/``href`` of ``<script>`` and ``<link>`` tags that point at another host."""
+    tags = re.findall(r"<(?:script|link)\b[^>]*>", html, re.I)
+    urls = [m for t in tags for m in re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", t, re.I)]
+    return [u for u in urls if re.match(r"^(?:https?:)?//", u, re.I)]
+
+
+def test_external_resource_finder():
+    page = ('<script src="_static/a.js"></script><script defer src="https://cdn.x/mathjax.js"></script>'
+            '<link rel="stylesheet" href="//fonts.example/css"><a href="https://pytorch.org">ok</a>'
+            "<link rel='stylesheet' href='_static/b.css'>")
+    assert _external_resources(page) == ["https://cdn.x/mathjax.js", "//fonts.example/css"]
+
+
+def test_pages_load_nothing_from_the_network(site):
+    """No page loads a script or a style sheet from another host, and the maths is rendered by
+    the MathJax copy shipped with the site."""
+    assert site["rc"] == 0, "the html build failed; see test_html_builds_without_warnings"
+    pages = sorted(site["html"].rglob("*.html"))
+    assert len(pages) > 20
+    bad = {p.relative_to(site["html"]).as_posix(): u for p in pages
+           if (u := _external_resources(p.read_text(encoding="utf-8")))}
+    assert not bad, f"pages that load from the network: {bad}"
+    guide = (site["html"] / "guides" / "topographic.html").read_text(encoding="utf-8")
+    m = re.search(r'<script[^>]*src="([^"]*mathjax[^"]*)"', guide)
+    assert m, "the guide loads no MathJax"
+    assert (site["html"] / "guides" / m.group(1)).resolve().is_file(), m.group(1)
+    assert (site["html"] / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+
+
+def test_example_pages_render_the_docstring_as_text(site):
+    """The scripts' docstrings are rendered (lists, inline literals), not shown as raw
+    reStructuredText in a code block."""
+    page = (site["html"] / "examples" / "topographic_mnist.html").read_text(encoding="utf-8")
+    assert "``" not in page  # no raw inline-literal markup left
+    assert '<ul class="simple">' in page or "<ul>" in page
+    assert 'class="highlight-bash' in page  # the commands are a code block
+
+
+def test_recipe_pages_exist_and_show_their_scripts(site):
+    recipes = DOCS / "recipes"
+    for rst in recipes.glob("*.rst"):
+        html = (site["html"] / "recipes" / f"{rst.stem}.html").read_text(encoding="utf-8")
+        if rst.stem != "index":
+            assert 'class="highlight-python' in html and '<span class="n">attach</span>' in html, rst.stem
 
 
 # --------------------------------------------------------------------- the API reference
@@ -218,6 +265,12 @@ def test_sanitize_escapes_plain_text_markup_only():
     assert out[7:9] == lines[7:9]  # literals and roles spanning lines untouched
     assert out[9] == "y|` then \\|b\\|"
     assert "demo" in torchtopo_docs.SANITIZED
+    # in a simple table the escapes take the room from the gap after them: columns stay put
+    table = ["==== ========== =====", "sign d          text", "==== ========== =====",
+             "abs  1 - |r|    bimodal", "                peaks", "==== ========== ====="]
+    out = torchtopo_docs.sanitize(list(table), "table")
+    assert out[3] == "abs  1 - \\|r\\|  bimodal" and out[3].index("bimodal") == table[3].index("bimodal")
+    assert out[4] == table[4]
 
 
 def test_performance_page_from_benchmark_json(tmp_path):
@@ -231,6 +284,14 @@ def test_performance_page_from_benchmark_json(tmp_path):
     assert "**device**: cpu" in text
     for cell in ["units", "backend", "ms", "121", "16384", "naive", "0.123", "45.6"]:
         assert f"- {cell}" in text, cell
+    # a known benchmark gets its summary: ratios with units, a plot, what was not measured
+    (bench / "hah_block.json").write_text(json.dumps({
+        "device": "CPU (x86_64, 1 threads)", "shape": {"batch": 2, "c_in": 3, "c_out": 4, "size": 8},
+        "results": {"conv-bn-relu": {"median_ms": 2.0, "ratio_vs_conv_bn_relu": 1.0},
+                    "hah": {"median_ms": 5.0, "ratio_vs_conv_bn_relu": 2.5}}}))
+    text = torchtopo_docs.generate_performance(tmp_path, tmp_path / "out")
+    assert "2.50 ×" in text and "forward + backward (ms)" in text and "Not measured: GPU" in text
+    assert (tmp_path / "out" / "perf" / "hah_block.png").stat().st_size > 1000
     empty = torchtopo_docs.generate_performance(tmp_path / "nothing", tmp_path / "out2")
     assert "No benchmark results" in empty
 

@@ -6,7 +6,8 @@
   public name appears in the docs as soon as it is added to an ``__all__``.
 * **Examples** — one section per ``examples/*.py`` script: its docstring, how to run it, and the
   figures found in ``docs/_static/examples/<name>/``.
-* **Performance** — one table per ``benchmarks/*.json`` file.
+* **Performance** — per benchmark JSON file: for the known ones, short tables of ratios and a
+  plot (``torchtopo_perf.py``); for others, the generic tables.
 
 Generated files are written under ``docs/api/generated/`` and ``docs/_generated/`` only when
 their content changes (so incremental builds stay incremental); both folders are git-ignored.
@@ -23,6 +24,9 @@ import textwrap
 import types
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from torchtopo_perf import RENDERERS
+from torchtopo_perf import TITLES as PERF_TITLES
 
 DOCS = Path(__file__).resolve().parent.parent
 ROOT = DOCS.parent
@@ -272,6 +276,7 @@ def sanitize(lines: List[str], what: str = "") -> List[str]:
     """
     block_indent: Optional[int] = None
     open_tok: Optional[str] = None  # an inline literal or role left open on the previous line
+    in_table = False  # inside a simple table (``===  ===`` borders): escapes must keep columns
     for n, line in enumerate(lines):
         stripped = line.lstrip()
         indent = len(line) - len(stripped)
@@ -282,6 +287,7 @@ def sanitize(lines: List[str], what: str = "") -> List[str]:
                 continue
         if not stripped:
             open_tok = None  # inline markup never spans paragraphs
+            in_table = False
             continue
         if open_tok is None:
             if stripped.startswith((">>>", "+-", "+=", "| ")) or stripped == "|":
@@ -290,12 +296,17 @@ def sanitize(lines: List[str], what: str = "") -> List[str]:
                 if "::" in stripped:
                     block_indent = indent
                 continue
+        if _TABLE_BORDER.match(line):
+            in_table = True
         segments, open_tok = _segments(line, open_tok)
         new = []
         for k, (kind, a, b) in enumerate(segments):
             text = line[a:b]
             if kind == "text":
-                new.append(_SUBST.sub(r"\\|\1\\|", text))
+                sub = _SUBST.sub(r"\\|\1\\|", text)
+                if in_table and len(sub) > len(text):  # keep a simple table's columns aligned
+                    sub = _narrow_gap(sub, len(sub) - len(text))
+                new.append(sub)
                 continue
             if kind == "lit":
                 prev = line[a - 1:a]
@@ -314,6 +325,16 @@ def sanitize(lines: List[str], what: str = "") -> List[str]:
         if open_tok is None and stripped.endswith("::"):
             block_indent = indent
     return lines
+
+
+_TABLE_BORDER = re.compile(r"^\s*=+(?:\s+=+)+\s*$")
+
+
+def _narrow_gap(text: str, n: int) -> str:
+    """Remove ``n`` spaces from the first gap of more than ``n`` spaces in ``text`` (the gap
+    between two columns of a simple table), so that the columns after it stay in place."""
+    m = re.search(" {%d,}" % (n + 2), text)
+    return text if m is None else text[: m.start()] + text[m.start() + n:]
 
 
 _OPEN = re.compile(r"(:[\w:.+-]+:)?(``|`)")
@@ -535,24 +556,19 @@ EXAMPLE_ORDER = ["topographic_mnist", "v1_front_robustness", "hebbian_divisive",
 REPORT_AS_LINK: set = set()
 
 
-_ITEM = re.compile(r"^\s*([-*\u2022]|\d+[.)])\s")
-
-
-def _reflow(doc: str) -> str:
-    """Undo the hard wrapping of a docstring's prose (so that the page wraps it at its own
-    width); indented blocks (commands) and list items keep their lines."""
-    out = []
-    for para in doc.split("\n\n"):
-        lines = para.split("\n")
-        merged: List[str] = []
-        for line in lines:
-            code = line.startswith("    ") and not (merged and merged[-1].startswith("  ") and _ITEM.match(merged[-1]))
-            if not merged or code or _ITEM.match(line) or merged[-1].startswith("    "):
-                merged.append(line.rstrip())
-            else:
-                merged[-1] = merged[-1].rstrip() + " " + line.strip()
-        out.append("\n".join(merged))
-    return "\n\n".join(out)
+def _docstring_rst(doc: str, what: str) -> str:
+    """A script's docstring (after its first paragraph) as reStructuredText to render: the
+    indented command paragraphs become ``bash`` code blocks, the rest is the docstring's own
+    markup (inline literals, lists, emphasis), with :func:`sanitize`'s fixes."""
+    paras = doc.split("\n\n")[1:]
+    out: List[str] = []
+    for para in paras:
+        lines = [l for l in para.split("\n")]
+        if all(l.startswith("    ") or not l.strip() for l in lines):
+            out.append(".. code-block:: bash\n\n" + "\n".join(lines))
+        else:
+            out.append(para)
+    return "\n".join(sanitize("\n\n".join(out).split("\n"), what))
 
 
 def _example_page(path: Path) -> str:
@@ -562,8 +578,8 @@ def _example_page(path: Path) -> str:
     out = [f"# `{name}.py`\n"]
     if first:
         out.append(first + "\n")
-    if doc:
-        out.append("```{code-block} text\n:class: wrap\n\n" + _reflow(doc) + "\n```\n")
+    if doc and len(doc.split("\n\n")) > 1:
+        out.append("```{eval-rst}\n" + _docstring_rst(doc, f"examples/{name}.py") + "\n```\n")
     out.append(
         "## Run it\n\n"
         "```bash\n"
@@ -794,13 +810,18 @@ def generate_performance(root: Path = ROOT, out_dir: Path = GEN_OUT) -> str:
     for f in files:
         rel = f.relative_to(root)
         script = bdir / f"{f.stem}.py"
-        out.append(_heading(f.stem, "-"))
+        out.append(_heading(PERF_TITLES.get(f.stem, f.stem), "-"))
         about = _first_sentence(_script_doc(script)) if script.exists() else ""
         out.append((about + "  " if about else "") + f"From ``{rel}``.\n")
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             out.append(f".. warning::\n\n   ``{rel}`` could not be read as JSON ({type(e).__name__}).\n")
+            continue
+        if f.stem in RENDERERS and isinstance(data, dict):
+            out.append(RENDERERS[f.stem](data, out_dir))
+            if DOCS in f.parents and out_dir == GEN_OUT:
+                out.append(f"Every case, with minima and all repeats: :download:`{f.name} </{f.relative_to(DOCS).as_posix()}>`.\n")
             continue
         meta = [(k, v) for k, v in _meta_in(data) if k != "benchmark"]
         if meta:

@@ -3,7 +3,8 @@
 Trains two copies of ``tt.models.mnist_cnn()`` on the offline MNIST sample (``tt.data.mnist_sample``)
 for a few hundred steps on the CPU — a control and one with the Weight-Similarity loss on
 ``fc1`` (121 units on an 11 × 11 grid) — then draws, for each digit class, the mean pre-ReLU
-response of ``fc1`` to the test digits of that class, and each map's Moran's I.
+response of ``fc1`` to the test digits of that class (digits 0-4 are drawn), and each map's
+Moran's I (the mean over all ten classes is in the row label).
 
     python docs/scripts/make_topomap.py            # writes docs/_static/topomap.png (~1.5 min)
     python docs/scripts/make_topomap.py --steps 60 # quicker, rougher
@@ -63,6 +64,10 @@ def class_maps(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, f
     return torch.stack([pre[y == c].mean(0) for c in range(10)]), acc
 
 
+def lam_of(label: str) -> float:
+    return float(label.split("=")[-1]) if "=" in label else 0.0
+
+
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=400)
@@ -85,27 +90,29 @@ def main(argv=None) -> Path:
         maps, acc = class_maps(model, xte, yte)
         rows.append((label, maps, acc, morans_i(maps, grid)))
 
-    fig, axes = plt.subplots(2, 10, figsize=(11, 2.9), constrained_layout=True)
+    # legible at the docs' page width (~750 px): 2 rows x 5 digits, large type, a colour bar
+    digits = list(range(5))
+    fig, axes = plt.subplots(2, len(digits), figsize=(8.4, 4.3), constrained_layout=True)
     for r, (label, maps, acc, mi) in enumerate(rows):
-        for c in range(10):
-            ax = axes[r, c]
+        for k, c in enumerate(digits):
+            ax = axes[r, k]
             m = maps[c].reshape(11, 11)
             m = (m - m.mean()) / m.std().clamp_min(1e-8)
-            ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest")
+            im = ax.imshow(m.numpy(), cmap="RdBu_r", vmin=-2.5, vmax=2.5, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title(f"digit {c}", fontsize=9)
-            ax.set_xlabel(f"I = {float(mi[c]):.2f}", fontsize=8, labelpad=2)
-        axes[r, 0].set_ylabel(f"{label.split(',')[0]}", fontsize=9)
+                ax.set_title(f"digit {c}", fontsize=13)
+            ax.set_xlabel(f"I = {float(mi[c]):.2f}", fontsize=12, labelpad=3)
+        name = "control" if lam_of(label) == 0 else "Weight Similarity"
+        axes[r, 0].set_ylabel(f"{name}\nmean I = {float(mi.mean()):.2f}", fontsize=12)
         rows[r] = (label, float(mi.mean()), acc)
-    fig.suptitle(
-        "fc1 of tt.models.mnist_cnn (11 × 11 units): mean pre-ReLU response per digit class; "
-        "I = Moran's I",
-        fontsize=10,
-    )
+    bar = fig.colorbar(im, ax=axes, shrink=0.85, pad=0.02)
+    bar.set_label("response (SD from the map's mean)", fontsize=11)
+    bar.ax.tick_params(labelsize=10)
+    fig.suptitle("fc1 (11 × 11 units): mean pre-ReLU response per digit class", fontsize=13)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    fig.savefig(args.out, dpi=150)
     plt.close(fig)
     meta = {
         "steps": args.steps,
