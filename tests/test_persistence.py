@@ -254,3 +254,21 @@ def test_config_and_state_of_a_wrapped_model_rebuild_on_the_plain_model():
     again.load_state_dict(reg.state_dict())
     assert again.step == 1
     torch.testing.assert_close(again.terms["2"]._generator.get_state(), reg.terms["module.2"]._generator.get_state())
+
+
+def test_every_term_type_and_option_survives_config_round_trip():
+    from torchtopo._hooks import term_types
+
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 9))
+    terms = {
+        "0": [tt.HebbianLoss(0.2, k_ratio=0.25, demote=0.3, local=False), tt.SpatialCorrelation(0.1, grid=(2, 4), neighborhood=(1, 3), seed=4)],
+        "2": [
+            tt.ActivationSimilarity(0.5, grid=tt.Grid(3, 3, wrap=True), distance="cosine", sign="squared", unit_dim=-1, sync=True),
+            tt.WeightSimilarity(0.3, grid=(3, 3), distance="sqeuclidean"),
+        ],
+    }
+    reg = tt.attach(model, terms)
+    assert {type(t).__name__ for t in reg.terms.values()} == set(term_types(tt.Term))  # all of them
+    cfg = json.loads(json.dumps(reg.config()))
+    again = tt.Regularizer.from_config(nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 9)), cfg)
+    assert again.config() == reg.config()
