@@ -127,7 +127,7 @@ _UNREADABLE = (RuntimeError, EOFError, OSError, ValueError, KeyError, pickle.Unp
 
 class Checkpoints:
     """Trained models and their evaluations under ``folder``, reused by a rerun when the
-    training ``signature`` (a JSON-able dict) and the model's state-dict keys still match.
+    training ``signature`` (a JSON-able dict) and the model's state-dict keys and shapes still match.
 
     Files are written atomically and read with ``torch.load(..., weights_only=True)`` (tensors,
     numbers, strings, lists and dicts only: extras must be of these types).  A file that cannot
@@ -160,8 +160,11 @@ class Checkpoints:
         except _UNREADABLE as e:
             self._discard(path, e)
             return None
-        if blob.get("signature") != self.signature or set(blob["state_dict"]) != set(model.state_dict()):
-            return None
+        mine = model.state_dict()
+        saved = blob["state_dict"]
+        if (blob.get("signature") != self.signature or set(saved) != set(mine)
+                or any(tuple(saved[k].shape) != tuple(mine[k].shape) for k in mine)):
+            return None  # stale: another configuration or architecture
         model.load_state_dict(blob["state_dict"])
         return blob
 

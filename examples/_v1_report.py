@@ -106,7 +106,7 @@ def figures(args, r: Dict, fronts: Dict) -> List[str]:
 
     for v, f in fronts.items():
         plt.close(V1A.plot_conformance(f, os.path.join(args.out, f"conformance_{v}.png")))
-        plt.close(V1A.plot_filters(f, 32, os.path.join(args.out, f"filters_{v}.png")))
+        plt.close(V1A.plot_filters(f, 8 if args.tiny else 32, os.path.join(args.out, f"filters_{v}.png")))
         out += [f"conformance_{v}.png", f"filters_{v}.png"]
     return out
 

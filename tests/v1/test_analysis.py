@@ -109,7 +109,7 @@ def test_plots(tmp_path):
 def test_example_tiny_smoke(tmp_path):
     mod = load_script("examples/v1_front_robustness.py")
     out = tmp_path / "run"
-    res = mod.main(["--tiny", "--out", str(out), "--n-train", "64", "--n-test", "32", "--seeds", "1",
+    res = mod.main(["--tiny", "--threads", "1", "--out", str(out), "--n-train", "64", "--n-test", "32", "--seeds", "1",
                     "--corruptions", "gaussian_noise", "--no-ablation", "--no-plots"])
     assert (out / "report.md").exists() and (out / "results.json").exists()
     saved = json.loads((out / "results.json").read_text())
