@@ -197,3 +197,39 @@ def test_severity_raises_the_change(preset):
             else:
                 assert b >= a - 0.02 * max(a, b), (kind, k, v)
         assert v[4] > v[0], (kind, v)
+
+
+def test_plasma_fractal_equals_a_pointwise_diamond_square():
+    """Diamond-square written point by point (wrap-around neighbours) with the same draws."""
+    B, n, decay = 2, 8, 1.7
+    got = ops.plasma_fractal(B, n, decay, torch.Generator().manual_seed(3), torch.zeros(1, dtype=torch.float64))
+    g = torch.Generator().manual_seed(3)
+    a = np.zeros((B, n, n))
+    step, w = n, 100.0
+    while step >= 2:
+        h, k = step // 2, n // step
+        u = (2 * torch.rand((B, k, k), generator=g, dtype=torch.float64) - 1).numpy()
+        for b in range(B):
+            for i in range(k):
+                for j in range(k):
+                    r, c = i * step, j * step
+                    s = a[b, r, c] + a[b, (r + step) % n, c] + a[b, r, (c + step) % n] + a[b, (r + step) % n, (c + step) % n]
+                    a[b, r + h, c + h] = s / 4 + w * w * u[b, i, j]
+        for rows, cols in ((0, h), (h, 0)):  # top-edge midpoints, then left-edge midpoints
+            u = (2 * torch.rand((B, k, k), generator=g, dtype=torch.float64) - 1).numpy()
+            for b in range(B):
+                for i in range(k):
+                    for j in range(k):
+                        r, c = i * step + rows, j * step + cols
+                        s = a[b, (r - h) % n, c] + a[b, (r + h) % n, c] + a[b, r, (c - h) % n] + a[b, r, (c + h) % n]
+                        a[b, r, c] = s / 4 + w * w * u[b, i, j]
+        step, w = h, w / decay
+    a -= a.min((1, 2), keepdims=True)
+    a /= a.max((1, 2), keepdims=True)
+    np.testing.assert_allclose(got.numpy(), a, rtol=1e-12, atol=1e-12)
+    # fog: x + c₀·map cropped to the image, rescaled by max/(max + c₀) (CIFAR-10-C severity 2)
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 0.5
+    y = R.corrupt(x, "fog", 2, generator=torch.Generator().manual_seed(3))
+    f = ops.plasma_fractal(2, 8, 3.0, torch.Generator().manual_seed(3), x)
+    mx = x.amax((1, 2, 3), keepdim=True)
+    torch.testing.assert_close(y, ((x + 0.5 * f[:, None]) * mx / (mx + 0.5)).clamp(0, 1))

@@ -247,6 +247,33 @@ def spectral_field(B: int, H: int, W: int, exponent: float, g, like: Tensor) -> 
     return (n / torch.where(sd > 0, sd, torch.ones_like(sd))).to(like.dtype)
 
 
+def plasma_fractal(B: int, size: int, decay: float, g, like: Tensor) -> Tensor:
+    """(B, size, size) diamond-square height maps as ImageNet-C's fog draws them, normalised to
+    [0, 1] per map; ``size`` a power of two, the map periodic.
+
+    Start from a zero map and a step of ``size``; per level, the centre of every square of
+    corners ``step`` apart gets the mean of its 4 corners plus w·U(−w, w), then the midpoint of
+    every edge the mean of its 4 diamond neighbours (the two square centres and the two corners,
+    wrapping around) plus w·U(−w, w); then step ÷ 2 and w ÷ ``decay`` (w starts at 100)."""
+    dt = torch.float64
+    a = torch.zeros(B, size, size, dtype=dt, device=like.device)
+    step, w = size, 100.0
+    while step >= 2:
+        h = step // 2
+        corners = a[:, ::step, ::step]
+        sq = corners + corners.roll(-1, 1)
+        sq = sq + sq.roll(-1, 2)  # the 4 corners of each square
+        a[:, h::step, h::step] = sq / 4 + w * (2 * rand(sq.shape, g, a) - 1) * w
+        centres = a[:, h::step, h::step]
+        left = centres + centres.roll(1, 1) + corners + corners.roll(-1, 2)  # midpoints of the top edges
+        a[:, ::step, h::step] = left / 4 + w * (2 * rand(left.shape, g, a) - 1) * w
+        top = centres + centres.roll(1, 2) + corners + corners.roll(-1, 1)  # midpoints of the left edges
+        a[:, h::step, ::step] = top / 4 + w * (2 * rand(top.shape, g, a) - 1) * w
+        step, w = h, w / decay
+    a = a - a.amin((1, 2), keepdim=True)
+    return (a / a.amax((1, 2), keepdim=True).clamp_min(1e-300)).to(like.dtype)
+
+
 def frost_texture(B: int, C: int, H: int, W: int, g, like: Tensor, means: Tensor, stds: Tensor) -> Tensor:
     """Procedural frost: per image, one of the photographs' statistics k is drawn uniformly;
     a ridged multi-scale texture (1 − |field| of 1/f³ and 1/f² fields, plus grain) z-scored

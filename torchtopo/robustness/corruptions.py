@@ -152,11 +152,8 @@ def _frost(x: Tensor, c, g, ctx: _Ctx) -> Tensor:
 def _fog(x: Tensor, c, g, ctx: _Ctx) -> Tensor:
     B, _, H, W = x.shape
     amp, decay = c
-    # diamond-square with amplitude ÷ decay per octave: Hurst H = log2(decay), 2-D power ∝ 1/f^(2H+2)
-    field = ops.spectral_field(B, H, W, 2 + 2 * math.log2(decay), g, x)
-    lo = field.amin((1, 2), keepdim=True)
-    hi = field.amax((1, 2), keepdim=True)
-    field = (field - lo) / (hi - lo).clamp_min(1e-12)
+    size = 1 << max(1, (max(H, W) - 1).bit_length())  # the power of two that covers the image
+    field = ops.plasma_fractal(B, size, decay, g, x)[:, :H, :W]
     mx = x.amax((1, 2, 3), keepdim=True)
     y = x + amp * field[:, None]
     return y * mx / (mx + amp)
@@ -273,10 +270,10 @@ def corrupt(
       texture given, per image, the mean RGB brightness and within-crop SD of one of the five
       photographs drawn at random (mean grey level 0.64 over the five; measured values in
       ``_presets.FROST_PHOTOS``).  Its brightness statistics match, its look does not.
-    * ``"fog"``: x + c₀·fractal, then rescaled by max/(max + c₀).  Deviation: the reference's
-      plasma fractal (diamond-square, amplitude ÷ c₁ per octave) is replaced by spectral
-      synthesis with the same per-octave decay (Hurst exponent log₂ c₁, power
-      ∝ f^−(2 + 2·log₂ c₁)), normalised to [0, 1].
+    * ``"fog"``: x + c₀·fractal, then rescaled by max/(max + c₀), max over the image; the
+      fractal is the reference's diamond-square plasma (random amplitude ÷ c₁ per level,
+      normalised to [0, 1]) on the power-of-two square that covers the image (256 px for
+      ImageNet-C, cropped), batched in torch (:func:`_image_ops.plasma_fractal`).
     * ``"brightness"``: V += c in HSV, i.e. every channel scaled by min(V + c, 1)/V
       (grayscale: x + c).
     * ``"contrast"``: (x − mean)·c + mean, the mean per image and channel.
