@@ -289,6 +289,13 @@ def corrupt(
       quality-scaled standard tables, rounding.  Without libjpeg's integer DCT, so values can
       differ from PIL's by a few grey levels.
 
+    Severity and strength: the mean change mean|corrupt(x) − x| grows with severity for every
+    corruption of every table except where the published tables themselves do not order it:
+    elastic_transform (its affine part shrinks with severity), frost (ImageNet-C 3 → 4,
+    CIFAR-10-C 3 → 5, where the image weight falls at a constant frost weight), glass_blur
+    (a stronger blur before the shuffle lets the shuffle change less) and ImageNet-C's fog
+    3 → 4 (same strength, rougher fractal); ``benchmarks/corruption_strength.py`` prints them.
+
     Args:
         x: (B, C, H, W) floating-point images in [0, 1], B ≥ 1.
         kind: one of :data:`CORRUPTIONS`.
