@@ -2,13 +2,18 @@
 
 Each filter reads a single input channel, so the filters are bucketed by (input channel, kernel
 size) and each bucket is one convolution over that channel alone; the quadrature filter exists
-only for complex cells; every kernel of ``FFT_MIN_KERNEL`` pixels or more goes into one bucket
-applied with real FFTs.  Used by :class:`torchtopo.v1.V1Front`, which holds the kernels as
-non-persistent buffers and passes them in.
+only for complex cells.  With kernel sizes chosen from σ (many sizes, few filters each) buckets
+of fewer than ``MIN_BUCKET_ROWS`` rows are merged into the next size of their channel (kernels
+zero-padded, so the result is the same convolution); every kernel of ``FFT_MIN_KERNEL`` pixels
+or more goes into one bucket applied with real FFTs on the smallest torus without wrap-around,
+the stride taken in the frequency domain, the kernel spectra cached.  Used by
+:class:`torchtopo.v1.V1Front`, which holds the kernels as non-persistent buffers and passes them
+in.  Exactness is tested against a per-filter direct convolution.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+import weakref
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -68,18 +73,49 @@ def kernel_sizes(f: Tensor, theta_deg: Tensor, nx: Tensor, ny: Tensor, image_siz
     return sizes, half
 
 
-def bucket_keys(sizes: Tensor, channel: Tensor, fft_min_kernel: int) -> Tensor:
-    """Bucket of each filter: one direct convolution per (input channel, kernel size); all
-    kernels of ``fft_min_kernel`` pixels or more in one FFT bucket (the last)."""
+#: A direct bucket with fewer output rows than this (q0 of every cell, q1 of complex cells) is
+#: merged into the next larger size of the same input channel, its kernels zero-padded: a
+#: convolution with a handful of output channels runs several times below the MAC rate of one
+#: with a few dozen, more than the padding costs.
+MIN_BUCKET_ROWS = 16
+
+
+def bucket_keys(sizes: Tensor, channel: Tensor, is_complex: Tensor, fft_min_kernel: int) -> Tensor:
+    """Bucket of each filter, ``channel * 100_000 + bucket kernel size``: one direct convolution
+    per (input channel, kernel size), buckets of fewer than :data:`MIN_BUCKET_ROWS` rows merged
+    upwards into the next size of their channel (the last leftovers into the largest); all
+    kernels of ``fft_min_kernel`` pixels or more in one FFT bucket (key ``FFT_KEY``, the last)."""
+    sizes, channel = sizes.cpu().long(), channel.cpu().long()
+    rows = 1 + is_complex.cpu().long()
     big = sizes >= fft_min_kernel
-    key = channel.cpu() * 100_000 + sizes
+    bucket = sizes.clone()
+    for c in torch.unique(channel[~big]).tolist():
+        sel = (channel == c) & ~big
+        groups: List[List[int]] = []  # sizes merged into one bucket, ascending
+        pending: List[int] = []
+        n_pending = 0
+        for k in torch.unique(sizes[sel]).tolist():
+            pending.append(k)
+            n_pending += int(rows[sel & (sizes == k)].sum())
+            if n_pending >= MIN_BUCKET_ROWS:
+                groups.append(pending)
+                pending, n_pending = [], 0
+        if pending:
+            if groups:
+                groups[-1].extend(pending)
+            else:
+                groups.append(pending)
+        for g in groups:
+            for k in g:
+                bucket[sel & (sizes == k)] = g[-1]
+    key = channel * 100_000 + bucket
     return torch.where(big, torch.full_like(key, FFT_KEY), key)
 
 
 def sort_order(sizes: Tensor, channel: Tensor, is_complex: Tensor, fft_min_kernel: int) -> Tensor:
     """The filter order in which the banks' outputs concatenate without a gather: simple
     cells then complex cells, each by bucket (a stable sort, so i.i.d. draws stay i.i.d.)."""
-    key = bucket_keys(sizes, channel, fft_min_kernel) + is_complex.cpu().long() * 2 ** 41
+    key = bucket_keys(sizes, channel, is_complex, fft_min_kernel) + is_complex.cpu().long() * 2 ** 41
     return torch.sort(key, stable=True).indices
 
 
@@ -100,7 +136,7 @@ def build(f: Tensor, theta_deg: Tensor, phase_deg: Tensor, nx: Tensor, ny: Tenso
     banks: List[Bank] = []
     weights: List[Tensor] = []
     c_fft = None
-    keys = bucket_keys(sizes, channel, fft_min_kernel)
+    keys = bucket_keys(sizes, channel, is_complex, fft_min_kernel)
     simple_order, complex_order = [], []
     for key in torch.unique(keys).tolist():
         s_idx = torch.nonzero((keys == key) & ~is_complex).flatten()
@@ -122,8 +158,15 @@ def build(f: Tensor, theta_deg: Tensor, phase_deg: Tensor, nx: Tensor, ny: Tenso
             name, k, c = "fft", kb, -1
         else:
             k, c = int(key % 100_000), int(key // 100_000)
-            w = torch.cat([kernels(s_idx, k, 0.0, gain_simple), kernels(c_idx, k, 0.0, gain_complex),
-                           kernels(c_idx, k, 90.0, gain_complex)]).unsqueeze(1)
+            parts = []
+            for idx, quad, gain in ((s_idx, 0.0, gain_simple), (c_idx, 0.0, gain_complex), (c_idx, 90.0, gain_complex)):
+                part = torch.zeros(idx.numel(), k, k, dtype=torch.float64)
+                for ki in torch.unique(sizes[idx]).tolist():  # each filter at its own size, centred
+                    sub = torch.nonzero(sizes[idx] == ki).flatten()
+                    o = (k - ki) // 2
+                    part[sub, o:o + ki, o:o + ki] = kernels(idx[sub], ki, quad, gain)
+                parts.append(part)
+            w = torch.cat(parts).unsqueeze(1)
             name = f"k{k}_c{c}"
         banks.append((name, k, c, (s_idx.numel(), c_idx.numel())))
         weights.append(flush_subnormal(w))
@@ -135,18 +178,74 @@ def build(f: Tensor, theta_deg: Tensor, phase_deg: Tensor, nx: Tensor, ny: Tenso
     return banks, weights, c_fft, perm_inv
 
 
+def fast_len_multiple(n: int, stride: int) -> int:
+    """Smallest fast FFT length ``>= n`` that is a multiple of ``stride`` (so that the strided
+    output can be taken by folding the spectrum)."""
+    m = fast_len(n)
+    while m % stride:
+        m = fast_len(m + 1)
+    return m
+
+
+#: Kernel spectra of the FFT buckets, by (id of the kernel tensor, its version, FFT size, device).
+_SPECTRA: Dict[Tuple[int, int, int, int, str], Tuple["weakref.ref", Tensor]] = {}
+#: Complex elements per chunk of the FFT product (chunks small enough for the allocator to reuse:
+#: fresh multi-megabyte buffers cost more in page faults than the arithmetic).
+FFT_CHUNK = 1 << 19
+
+
+def centred_spectrum(w: Tensor, k: int, nh: int, nw: int) -> Tensor:
+    """``rfft2`` of the flipped kernels with their centre moved to pixel (0, 0) on an ``nh × nw``
+    torus: ``h[d] = w[k//2 - d]`` (indices mod n), so that the circular convolution ``x ⊛ h`` at
+    ``n`` is the zero-padded cross-correlation ``Σ_j x[n + j − k//2] w[j]`` whenever
+    ``n_fft ≥ size + k//2`` (no wrap-around reaches an output pixel).  Cached per kernel tensor
+    when it needs no gradient."""
+    key = (id(w), w._version, nh, nw, str(w.device))
+    hit = _SPECTRA.get(key)
+    if hit is not None and hit[0]() is w:
+        return hit[1]
+    p = k // 2
+    h = w.new_zeros((w.shape[0], nh, nw), dtype=torch.float32)
+    h[:, :k, :k] = torch.flip(w.float(), (-2, -1))
+    K = torch.fft.rfft2(torch.roll(h, (-p, -p), (-2, -1)))
+    if not w.requires_grad:
+        if len(_SPECTRA) > 32:
+            _SPECTRA.clear()
+        _SPECTRA[key] = (weakref.ref(w), K)
+    return K
+
+
 def fft_conv(x: Tensor, w: Tensor, k: int, c_fft: Tensor, stride: int) -> Tensor:
-    """``conv2d(x[:, c_fft[m]], w[m], stride, padding=k//2)`` for every row m, computed as a
-    linear convolution with the flipped kernels via real FFTs (float32), then strided slicing."""
-    xf = x.float()
-    h, wd = xf.shape[-2:]
-    size = (fast_len(h + k - 1), fast_len(wd + k - 1))
-    X = torch.fft.rfft2(xf, s=size)                                 # (B, C, ., .)
-    K = torch.fft.rfft2(torch.flip(w.float(), (-2, -1)), s=size)    # (M, ., .)
-    y = torch.fft.irfft2(X[:, c_fft] * K, s=size)                   # (B, M, H+k-1, W+k-1)
-    n0, s = k - 1 - k // 2, stride
+    """``conv2d(x[:, c_fft[m]], w[m], stride, padding=k//2)`` for every row m via real FFTs
+    (float32): circular convolution on a torus of ``size + k//2`` (rounded up to a fast length)
+    with the centred kernel spectrum, so no output pixel sees wrap-around; the stride is taken in
+    the frequency domain along the rows (decimation by ``s`` sums the ``s`` aliased bands:
+    ``y[s n] = (1/s) IDFT_{N/s}[Σ_q Y[k + qN/s]]``), so the row inverse is ``s`` times shorter;
+    columns are strided after the inverse.  The batch is processed in chunks of about
+    :data:`FFT_CHUNK` complex elements."""
+    h, wd = x.shape[-2:]
+    s = stride
+    nh, nw = fast_len_multiple(h + k // 2, s), fast_len(wd + k // 2)
+    K = centred_spectrum(w, k, nh, nw)
     ho, wo = (h - 1) // s + 1, (wd - 1) // s + 1
-    return y[..., n0:n0 + (ho - 1) * s + 1:s, n0:n0 + (wo - 1) * s + 1:s].to(x.dtype)
+    X = torch.fft.rfft2(x.float(), s=(nh, nw))                      # (B, C, nh, nw//2+1)
+    per_image = K.numel()
+    bs = max(1, FFT_CHUNK // per_image)
+    outs = []
+    for b0 in range(0, x.shape[0], bs):
+        Y = X[b0:b0 + bs].index_select(1, c_fft) * K                # (b, M, nh, nw//2+1)
+        if s > 1:
+            Y = Y.unflatten(-2, (s, nh // s)).sum(-3)
+        y = torch.fft.irfft(torch.fft.ifft(Y, dim=-2), n=nw, dim=-1)
+        outs.append(y[..., :ho, 0:s * (wo - 1) + 1:s])
+    y = outs[0] if len(outs) == 1 else torch.cat(outs)
+    return (y / s if s > 1 else y).to(x.dtype)
+
+
+#: Kernels larger than this (or than the image) are convolved over explicitly padded input:
+#: PyTorch's CPU convolution takes a path tens to hundreds of times slower for such kernels with
+#: its own padding (measured: k = 59 at 64 px, k = 99 at 224 px).
+BUILTIN_PAD_MAX = 57
 
 
 def apply(x: Tensor, banks: Sequence[Bank], weights: Sequence[Tensor], c_fft: Optional[Tensor],
@@ -164,9 +263,7 @@ def apply(x: Tensor, banks: Sequence[Bank], weights: Sequence[Tensor], c_fft: Op
             if wt.dtype != x.dtype and not autocast:
                 wt = wt.to(x.dtype)
             xc = x[:, c:c + 1]
-            if k > xc.shape[-1] or k > xc.shape[-2]:
-                # a kernel larger than the image: explicit zero padding is several times
-                # faster than the convolution's own (which takes a slow path there)
+            if k > BUILTIN_PAD_MAX or k > xc.shape[-1] or k > xc.shape[-2]:
                 y = F.conv2d(F.pad(xc, (k // 2,) * 4), wt, stride=stride)
             else:
                 y = F.conv2d(xc, wt, stride=stride, padding=k // 2)
