@@ -48,7 +48,8 @@ def test_topographic_example_loads_torchvision_data(fake_datasets, tmp_path, dat
     assert len(mean) == shape[0] and len(std) == shape[0]
 
 
-@pytest.mark.parametrize("dataset, shape, classes", [("cifar10", (3, 32, 32), 10), ("tiny-imagenet", (3, 64, 64), 200)])
+@pytest.mark.parametrize("dataset, shape, classes", [("cifar10", (3, 32, 32), 10), ("tiny-imagenet", (3, 64, 64), 200),
+                                                     ("mnist", (1, 28, 28), 10)])
 def test_v1_example_loads_torchvision_data(fake_datasets, tmp_path, dataset, shape, classes):
     mod = load_script("examples/v1_front_robustness.py")
     argv = ["--dataset", dataset, "--data-root", str(tmp_path), "--out", str(tmp_path / "out"),
