@@ -28,7 +28,8 @@ Settings:
   loss plateaus, flips + random shifts, noise off).  With ``--corruption-root DIR`` the models are
   evaluated on the published Tiny ImageNet-C (``tt.data.tiny_imagenet_c``), else on
   ``tt.robustness.corrupt``'s Tiny ImageNet-C preset.
-* ``--dataset cifar10`` / ``mnist``: the CIFAR preset / the MNIST front on the full data sets.
+* ``--dataset cifar10`` / ``mnist``: the CIFAR preset / the MNIST front on the full data sets
+  (with ``--corruption-root`` the published CIFAR-10-C, ``tt.data.cifar10_c``).
 
 The follow-up code's choices are options, documented as such: ``--envelope-table 4x4`` (the top-left
 4×4 block of Ringach's nx–ny table, nx, ny < 0.912 cycles, i.e. ≤ 1.0 as in that code; the 5×5
@@ -70,8 +71,11 @@ VARIANTS = ("biological", "uniform", "baseline")
 PRESETS = {"tiny-imagenet": "tiny_imagenet", "cifar10": "cifar"}  # V1Front preset of each torchvision dataset
 SMALL = ("mnist_sample", "mnist")
 EXAMPLE = "python examples/v1_front_robustness.py --quick --threads 1 --out runs/v1_quick"
-CORRUPTION_LAYOUT = ("DIR/<corruption>/<severity 1-5>/<wnid>/*.JPEG (Hendrycks & Dietterich's Tiny-ImageNet-C, "
-                     "e.g. DIR/gaussian_noise/3/n01443537/test_0_n01443537_gaussian_noise_3.JPEG)")
+#: the published corrupted test sets (Hendrycks & Dietterich 2019) read with --corruption-root
+CORRUPTION_LAYOUT = {
+    "tiny-imagenet": "DIR/<corruption>/<severity 1-5>/<wnid>/*.JPEG (Tiny-ImageNet-C, e.g. DIR/fog/3/n01443537/val_68.JPEG)",
+    "cifar10": "DIR/<corruption>.npy (50000×32×32×3 uint8, severities 1-5 in blocks of 10,000) and DIR/labels.npy (CIFAR-10-C)",
+}
 
 
 # ------------------------------------------------------------------------------ configuration
@@ -90,7 +94,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--corruptions", nargs="+", default=None, metavar="KIND",
                    help="subset of tt.robustness.COMMON_CORRUPTIONS (default: all 15)")
     p.add_argument("--corruption-root", default=None, metavar="DIR",
-                   help="with --dataset tiny-imagenet: the published Tiny-ImageNet-C, laid out as " + CORRUPTION_LAYOUT)
+                   help="evaluate on the published benchmark: with --dataset tiny-imagenet Tiny-ImageNet-C laid out as "
+                        + CORRUPTION_LAYOUT["tiny-imagenet"] + "; with cifar10 CIFAR-10-C as " + CORRUPTION_LAYOUT["cifar10"])
     p.add_argument("--visual-degrees", type=float, default=None,
                    help="field of view of the image for the digit front (default 2°; 0.85° puts the whole "
                         "complex-cell SF table below Nyquist)")
@@ -123,12 +128,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if bad:
         p.error(f"--corruptions: unknown {bad}; choose from {', '.join(tt.robustness.COMMON_CORRUPTIONS)}")
     if a.corruption_root is not None:
-        if a.dataset != "tiny-imagenet":
-            p.error("--corruption-root is read only with --dataset tiny-imagenet (the published Tiny-ImageNet-C)")
-        if not hasattr(tt.data, "tiny_imagenet_c"):
-            p.error("--corruption-root needs tt.data.tiny_imagenet_c (a newer torchtopo)")
-        if not os.path.isdir(os.path.join(os.path.expanduser(a.corruption_root), a.corruptions[0])):
-            p.error(f"--corruption-root {a.corruption_root!r} has no {a.corruptions[0]}/ folder; expected {CORRUPTION_LAYOUT}")
+        if a.dataset not in CORRUPTION_LAYOUT:
+            p.error("--corruption-root is read only with --dataset tiny-imagenet or cifar10 (the published "
+                    "Tiny-ImageNet-C / CIFAR-10-C)")
+        root = os.path.expanduser(a.corruption_root)
+        first = os.path.join(root, a.corruptions[0] + (".npy" if a.dataset == "cifar10" else ""))
+        if not os.path.exists(first):
+            p.error(f"--corruption-root {a.corruption_root!r} has no {os.path.basename(first)}; expected "
+                    f"{CORRUPTION_LAYOUT[a.dataset]}")
     if a.visual_degrees is not None and not small:
         p.error("--visual-degrees applies to the digit front only (the presets fix the field of view)")
     return a
@@ -290,7 +297,8 @@ def corruption_eval(models: Dict[str, nn.Module], xte, yte, args) -> Dict[str, D
     acc = {t: {k: [0.0] * 5 for k in kinds} for t in models}
     for kind, s in progress(list(itertools.product(kinds, range(1, 6))), "corrupted test sets"):
         if args.corruption_root is not None:
-            ds = tt.data.tiny_imagenet_c(args.corruption_root, kind, s)
+            read = tt.data.tiny_imagenet_c if args.dataset == "tiny-imagenet" else tt.data.cifar10_c
+            ds = read(os.path.expanduser(args.corruption_root), kind, s)
             xc, yc = tt.data.to_tensors(ds, args.n_test, seed=1234)
         else:
             g = torch.Generator().manual_seed(args.seed * 1000 + tt.robustness.COMMON_CORRUPTIONS.index(kind) * 10 + s)

@@ -81,7 +81,29 @@ def test_cli_messages(tmp_path, capsys):
     with pytest.raises(SystemExit):
         mod.parse_args(["--corruptions", "rain"])
     assert "unknown ['rain']" in capsys.readouterr().err
-    if hasattr(tt.data, "tiny_imagenet_c"):
-        with pytest.raises(SystemExit):
-            mod.parse_args(["--dataset", "tiny-imagenet", "--data-root", str(tmp_path), "--corruption-root", str(tmp_path)])
-        assert "Tiny-ImageNet-C" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        mod.parse_args(["--dataset", "tiny-imagenet", "--data-root", str(tmp_path), "--corruption-root", str(tmp_path)])
+    assert "Tiny-ImageNet-C" in capsys.readouterr().err
+
+
+def test_published_tiny_imagenet_c_is_read_from_disk(tmp_path):
+    """A fake Tiny-ImageNet-C in the published layout (two classes, one JPEG each per severity)."""
+    from PIL import Image
+
+    mod = load_script("examples/v1_front_robustness.py", "v1_example_tic")
+    g = torch.Generator().manual_seed(0)
+    for s in range(1, 6):
+        for wnid in ("n01443537", "n01629819"):
+            d = tmp_path / "fog" / str(s) / wnid
+            d.mkdir(parents=True)
+            arr = (torch.rand(64, 64, 3, generator=g) * 255).to(torch.uint8).numpy()
+            Image.fromarray(arr).save(d / "val_0.JPEG")
+    a = mod.parse_args(["--dataset", "tiny-imagenet", "--data-root", str(tmp_path), "--corruption-root", str(tmp_path),
+                        "--corruptions", "fog", "--out", str(tmp_path / "o")])
+
+    class Always(torch.nn.Module):  # predicts class 1 everywhere
+        def forward(self, x):
+            return torch.tensor([0.0, 1.0]).expand(x.shape[0], 2)
+
+    acc = mod.corruption_eval({"m": Always()}, None, None, a)
+    assert acc == {"m": {"fog": [50.0] * 5}}  # one image of each class per severity
