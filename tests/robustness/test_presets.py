@@ -233,3 +233,25 @@ def test_plasma_fractal_equals_a_pointwise_diamond_square():
     f = ops.plasma_fractal(2, 8, 3.0, torch.Generator().manual_seed(3), x)
     mx = x.amax((1, 2, 3), keepdim=True)
     torch.testing.assert_close(y, ((x + 0.5 * f[:, None]) * mx / (mx + 0.5)).clamp(0, 1))
+
+
+@pytest.mark.parametrize("radius,sigma", [(6, 2.0), (10, 3.0), (3, 1.5)])
+def test_motion_blur_is_imagemagicks_sum(radius, sigma):
+    """out(x, y) = Σ_i w_i · in(x + ⌈i cos a − ½⌉, y + ⌈i sin a − ½⌉), w_i ∝ exp(−i²/2σ²),
+    i < 2⌈r⌉ + 1, borders replicated (ImageMagick's MotionBlurImage), per pixel."""
+    H, W = 12, 15
+    x = torch.rand(3, 1, H, W, generator=torch.Generator().manual_seed(radius), dtype=torch.float64)
+    angles = torch.tensor([-45.0, 10.0, 37.5], dtype=torch.float64)
+    got = ops.conv_same(x, ops.motion_kernels(radius, sigma, angles, torch.float64), "edge")
+    L = 2 * math.ceil(radius) + 1
+    w = np.exp(-np.arange(L) ** 2 / (2 * sigma ** 2))
+    w /= w.sum()
+    for b in range(3):
+        a = math.radians(float(angles[b]))
+        off = [(math.ceil(i * math.cos(a) - 0.5), math.ceil(i * math.sin(a) - 0.5)) for i in range(L)]
+        img = x[b, 0].numpy()
+        want = np.zeros((H, W))
+        for r in range(H):
+            for c in range(W):
+                want[r, c] = sum(w[i] * img[min(max(r + oy, 0), H - 1), min(max(c + ox, 0), W - 1)] for i, (ox, oy) in enumerate(off))
+        np.testing.assert_allclose(got[b, 0].numpy(), want, atol=1e-12)

@@ -83,9 +83,10 @@ def gaussian_blur(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
 
 
 def _pad_reflect(x: Tensor, ph: int, pw: int, mode: str = "reflect") -> Tensor:
-    """Reflect-pad by any amount (scipy 'reflect', or OpenCV's 'reflect101'), via index folding."""
+    """Pad by any amount (scipy 'reflect', OpenCV's 'reflect101', or 'edge' replication), via index
+    folding."""
     H, W = x.shape[-2:]
-    fold = _reflect_index if mode == "reflect" else _reflect101_index
+    fold = {"reflect": _reflect_index, "reflect101": _reflect101_index, "edge": lambda n, i: i.clamp(0, n - 1)}[mode]
     ri = fold(H, torch.arange(-ph, H + ph, device=x.device))
     ci = fold(W, torch.arange(-pw, W + pw, device=x.device))
     return x[..., ri, :][..., :, ci]
@@ -93,8 +94,8 @@ def _pad_reflect(x: Tensor, ph: int, pw: int, mode: str = "reflect") -> Tensor:
 
 def conv_same(x: Tensor, kernel: Tensor, mode: str = "reflect") -> Tensor:
     """Convolve every (B, C) plane with a 2-D kernel (k_h, k_w) shared by the batch, or with
-    per-image kernels (B, k_h, k_w); reflected borders (``mode`` "reflect" as scipy, or
-    "reflect101" as OpenCV), output the size of ``x``."""
+    per-image kernels (B, k_h, k_w); borders by ``mode``: "reflect" (scipy), "reflect101"
+    (OpenCV) or "edge" (replicated, ImageMagick's default); output the size of ``x``."""
     B, C, H, W = x.shape
     kh, kw = kernel.shape[-2:]
     xp = _pad_reflect(x, kh // 2, kw // 2, mode)
@@ -159,9 +160,10 @@ def pixelate_matrix(n: int, m: int, dtype, device) -> Tensor:
 
 
 def motion_kernels(radius: float, sigma: float, angles_deg: Tensor, dtype) -> Tensor:
-    """Per-image one-sided Gaussian line kernels (the Wand/ImageNet-C motion blur): taps
-    i = 0 … L−1 (L = 2⌈radius⌉ + 1, ImageMagick's width) with weight exp(−i²/2σ²), placed at
-    i·(cos a, sin a), bilinearly splatted."""
+    """Per-image kernels of ImageMagick's motion blur (``MotionBlurImage``, which ImageNet-C
+    calls through Wand): L = 2⌈radius⌉ + 1 taps i = 0 … L−1 with weights ∝ exp(−i²/2σ²), tap i
+    reading the pixel at (x + ⌈i·cos a − ½⌉, y + ⌈i·sin a − ½⌉) (x right, y down).  Returned as
+    (B, 2L+1, 2L+1) convolution kernels for :func:`conv_same` (which flips them)."""
     L = 2 * int(math.ceil(max(radius, 0.5))) + 1  # ImageMagick's kernel width for a radius > 0
     i = torch.arange(L, dtype=torch.float64)
     w = torch.exp(-0.5 * (i / max(sigma, 1e-3)) ** 2)
@@ -169,20 +171,12 @@ def motion_kernels(radius: float, sigma: float, angles_deg: Tensor, dtype) -> Te
     R = L
     size = 2 * R + 1
     a = angles_deg.double().cpu() * math.pi / 180
-    px = R + i[None, :] * torch.cos(a)[:, None]  # (B, L) column
-    py = R - i[None, :] * torch.sin(a)[:, None]  # (B, L) row (image y points down)
+    ox = torch.ceil(i[None, :] * torch.cos(a)[:, None] - 0.5).long()  # (B, L) column offsets
+    oy = torch.ceil(i[None, :] * torch.sin(a)[:, None] - 0.5).long()  # (B, L) row offsets
     B = a.numel()
     k = torch.zeros(B, size * size, dtype=torch.float64)
-    x0, y0 = px.floor(), py.floor()
-    for dx in (0, 1):  # bilinear splat: 4 corners (a loop over 4 constants, not pixels)
-        for dy in (0, 1):
-            wx = (1 - (px - x0)) if dx == 0 else (px - x0)
-            wy = (1 - (py - y0)) if dy == 0 else (py - y0)
-            xi = (x0 + dx).clamp(0, size - 1).long()
-            yi = (y0 + dy).clamp(0, size - 1).long()
-            k.scatter_add_(1, yi * size + xi, w[None, :] * wx * wy)
-    k = k.reshape(B, size, size)
-    return (k / k.sum((1, 2), keepdim=True)).to(dtype)
+    k.scatter_add_(1, (R - oy) * size + (R - ox), w[None, :].expand(B, L).contiguous())  # flipped taps
+    return k.reshape(B, size, size).to(dtype)
 
 
 def glass_shuffle(x: Tensor, delta: int, g) -> Tensor:
