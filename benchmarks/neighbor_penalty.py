@@ -344,7 +344,7 @@ def make_cases(args) -> List[dict]:
         except (ValueError, AssertionError):
             raise SystemExit(f"--sizes must look like 128:256,64:1024, got {args.sizes!r}")
     elif args.quick:
-        sizes = [(11, 256), (64, 256), (128, 256), (256, 256)]
+        sizes = [(11, 64), (11, 256), (64, 256), (128, 256), (256, 256)]  # 11×11×64: the study's sheet
     else:
         sizes = [(h, d) for h in (11, 32, 64, 128, 256) for d in (64, 256, 1024)]
     cases = []

@@ -398,6 +398,7 @@ def test_tiled_torch_path_matches_brute_force_on_larger_grids(
     if grid.n_pairs == 0:
         return
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
     leaf, X = make_view(layout, H, W, a, b, seed=seed)
     sign = sign if distance in ("cosine", "correlation") else "signed"
     assert_torch_path_matches_brute_force(X, leaf, grid, distance, sign)
@@ -411,6 +412,7 @@ def test_tiled_torch_path_half_precision(dtype, layout, wrap, budget, monkeypatc
     """Half inputs: each tile is converted to fp32 (scratch copies, a fp32 gradient band copied
     out), so value and gradient equal the fp32 computation on the same (rounded) numbers."""
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
     grid = tt.Grid(6, 7, radius=1.5, wrap=wrap)
     for distance in DISTANCES:
         leaf32, X32 = make_view(layout, 6, 7, 5, 3, dtype=torch.float32, seed=11)
@@ -434,6 +436,7 @@ def test_tiled_torch_path_on_grids_narrower_than_the_stencil(H, W, budget, monke
     """Offsets with |dc| ≥ W give flat shifts dr·W + dc that are negative or reach past the last
     unit; none of their pairs exist, and no piece may index outside the grid."""
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
     for distance in DISTANCES:
         grid = tt.Grid(H, W, radius=2)
         leaf, X = make_view("rows", H, W, 3, 1, seed=H * 10 + W)
@@ -451,6 +454,7 @@ def test_tiled_torch_path_on_grids_narrower_than_the_stencil(H, W, budget, monke
 )
 def test_tiles_cover_the_view_exactly_once_within_the_budget(P, H, W, Q, halo, budget, monkeypatch):
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
     tiles = T._tiles((P, H, W, Q), halo)
     cover = torch.zeros(P, H, W, Q, dtype=torch.int32)
     for ps, qs, r0, r1 in tiles:
@@ -477,6 +481,7 @@ def test_vector_only_tiles_defer_their_products(monkeypatch):
 
     monkeypatch.setattr(T._PairSums, "flush", flush)
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # 4 × 5 units: one batch row per (half-budget) tile
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
     grid = tt.Grid(4, 5)
     leaf, X = make_view("dense", 4, 5, 7, 1, seed=3)
     got = F.neighbor_distance_mean(X, grid, distance="correlation", backend="torch")
@@ -509,6 +514,7 @@ def test_double_backward(distance, backend):
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_torch_path_gradcheck(distance, monkeypatch):
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 8)
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
     grid = tt.Grid(3, 4, radius=2, wrap=False)
     x = (torch.randn(3, 12, 2, dtype=torch.float64) + 0.5).requires_grad_()
     assert torch.autograd.gradcheck(
@@ -528,6 +534,7 @@ def test_compile_mode_walks_match_the_chunked_path(distance, monkeypatch):
 
     grid = tt.Grid(5, 5, radius=2, wrap=True)
     assert not grid.aliased
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
     leaf, X = make_view("conv", 5, 5, 3, 2, seed=7)
     ref = torch_path(X, grid, distance)
     (g_ref,) = torch.autograd.grad(ref, leaf)
@@ -538,6 +545,59 @@ def test_compile_mode_walks_match_the_chunked_path(distance, monkeypatch):
     assert calls == ["sums", "grad"]
     torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    layout=st.sampled_from(["rows", "dense", "conv"]),
+    H=st.integers(1, 8),
+    W=st.integers(1, 8),
+    a=st.integers(1, 4),
+    b=st.integers(1, 3),
+    radius=st.sampled_from([1, 1.5, 2]),
+    wrap=st.booleans(),
+    distance=st.sampled_from(DISTANCES),
+    sign=st.sampled_from(["signed", "absolute", "squared"]),
+    dtype=st.sampled_from([torch.float64, torch.float32]),
+    seed=st.integers(0, 2**16),
+)
+def test_small_grid_walk_matches_brute_force_and_the_tiles(layout, H, W, a, b, radius, wrap, distance, sign, dtype, seed,
+                                                          monkeypatch):
+    """The small-grid walk (pairs gathered at once, no tiles) gives the brute-force value and
+    gradient, and the tiled walk's."""
+    grid = tt.Grid(H, W, radius=radius, wrap=wrap)
+    if grid.n_pairs == 0 or grid.aliased:
+        return
+    sign = sign if distance in ("cosine", "correlation") else "signed"
+    leaf, X = make_view(layout, H, W, a, b, dtype=dtype, seed=seed)
+    assert isinstance(T.torch_walker(X, grid), T.SmallWalker)
+    got = torch_path(X, grid, distance, sign)
+    (g_got,) = torch.autograd.grad(got, leaf)
+    ref = brute_force(X.double(), grid, distance, sign)
+    (g_ref,) = torch.autograd.grad(ref, leaf)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.double(), ref, **tol)
+    torch.testing.assert_close(g_got.double(), g_ref.double(), **tol)
+    with monkeypatch.context() as m:  # (hypothesis reuses the fixture across examples)
+        m.setattr(T, "_SMALL_ELEMENTS", 0)
+        assert isinstance(T.torch_walker(X, grid), T.TorchWalker)
+        tiles = torch_path(X, grid, distance, sign)
+        (g_tiles,) = torch.autograd.grad(tiles, leaf)
+    torch.testing.assert_close(got, tiles, **tol)
+    torch.testing.assert_close(g_got, g_tiles, **tol)
+
+
+def test_small_grid_walk_saves_only_the_input():
+    grid = tt.Grid(11, 11)
+    w = torch.randn(121, 64, requires_grad=True)
+    assert isinstance(T.torch_walker(F.unit_view(w, grid, "rows"), grid), T.SmallWalker)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        loss = F.weight_similarity(w, grid, distance="correlation", backend="torch")
+    big = [t for t in saved if t.numel() > grid.n_pairs]
+    assert len(big) == 1 and big[0].data_ptr() == w.data_ptr()
+    loss.backward()
+    assert torch.isfinite(w.grad).all()
 
 
 def test_torch_path_saves_only_per_pair_state():

@@ -27,7 +27,8 @@ d = 0.0099, not 0).  ε² depends on every unit and is differentiated as such.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import math
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -36,7 +37,7 @@ from .._checks import check_choice
 from ..grid import Grid
 
 __all__ = [
-    "NORM_EPS_REL", "SIGNS", "call_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
+    "NORM_EPS_REL", "SIGNS", "call_scale", "host_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
     "pair_mean_reference", "TritonWalker",
 ]
 
@@ -68,6 +69,18 @@ def call_scale(X: Tensor) -> Tensor:
     return torch.where(need, c, torch.ones_like(c))
 
 
+def host_scale(X: Tensor) -> float:
+    """:func:`call_scale` as a Python float (one reduction and a read-back: for the PyTorch
+    walks, which decide on the host whether to scale at all)."""
+    if X.numel() == 0:
+        return 1.0
+    lo, hi = (float(v) for v in torch.aminmax(X.detach()))
+    amax = max(-lo, hi)
+    if not (math.isfinite(lo) and math.isfinite(hi)) or amax == 0 or _SAFE[0] <= amax <= _SAFE[1]:
+        return 1.0
+    return 2.0 ** math.floor(math.log2(amax))
+
+
 def eps_sq(nsq: Tensor) -> Tensor:
     """ε² = δ · mean over units of ‖x̃_u‖² (+ a floor), from the units' squared norms."""
     return NORM_EPS_REL * nsq.mean() + _EPS_FLOOR
@@ -82,41 +95,49 @@ def sign_form(s: Tensor, sign: str) -> Tuple[Tensor, Tensor]:
     return s * s, 2.0 * s
 
 
-def _pair_terms(q: Tensor, nsq: Optional[Tensor], grid: Grid, distance: str, sign: str):
-    """Per-pair distances summed, and the backward coefficients ``(total, α (N,), β (O, N))``,
-    in the scaled coordinates, from the walk's sums ``q (O, N)`` and ``‖x̃‖² (N,)``."""
-    n_off, N = q.shape[0], grid.n_units
-    q = q.reshape(n_off, N)
-    valid, partner = grid._offset_maps(q.device)
+def _pair_terms(q: Tensor, nsq: Optional[Tensor], grid: Grid, distance: str, sign: str, pair_list: bool):
+    """Per-pair distances summed, and the backward coefficients ``(total, α (N,), β)``, in the
+    scaled coordinates, from the walk's sums ``q`` and ``‖x̃‖² (N,)``.  ``q`` and β are laid
+    out per (offset, unit) — ``(O, N)``, zero where the pair does not exist — or, with
+    ``pair_list``, per pair of :meth:`Grid.neighbor_pairs` ``(P,)``."""
+    N = grid.n_units
+    if pair_list:
+        i, j = grid.neighbor_pairs(q.device)
+        valid = None
+    else:
+        valid, j = grid._offset_maps(q.device)
+        q = q.reshape(j.shape)
     zero = torch.zeros((), dtype=q.dtype, device=q.device)
     if distance == "sqeuclidean":
         dist, a1, beta = q, torch.full_like(q, 2.0), torch.full_like(q, -2.0)
         a2 = a1
     elif distance == "euclidean":
-        pos = q > 0
-        dist = torch.where(pos, torch.sqrt(torch.where(pos, q, 1.0)), torch.where(torch.isnan(q), q, zero))
-        a1 = torch.where(pos, 1.0 / torch.where(pos, dist, 1.0), zero)
+        dist = torch.sqrt(q)  # q ≥ 0 (a sum of squares); NaN stays NaN
+        a1 = torch.where(q > 0, dist.reciprocal(), zero)  # gradient 0 at x = y
         beta, a2 = -a1, a1
     else:
-        e2 = eps_sq(nsq)
-        na2 = nsq.reshape(N) + e2
-        nb2 = na2[partner]  # each pair's second unit (junk where no pair: masked below)
-        den = torch.sqrt(na2) * torch.sqrt(nb2)
+        na2 = nsq.reshape(N) + eps_sq(nsq)
+        na = torch.sqrt(na2)
+        na2_i, na2_j = (na2[i], na2[j]) if pair_list else (na2, na2[j])  # junk where no pair: masked
+        den = (na[i] if pair_list else na) * na[j]
         s = q / den
-        f, fp = sign_form(s, sign)
-        dist = 1.0 - f
-        beta = -fp / den
-        a1, a2 = fp * s / na2, fp * s / nb2
-    total = torch.where(valid, dist, zero).sum()
-    a1 = torch.where(valid, a1, zero)
-    a2 = torch.where(valid, a2, zero)
-    alpha = a1.sum(0).index_add(0, partner.reshape(-1), a2.reshape(-1))
+        if sign == "signed":  # f' = 1
+            dist, beta, fs = 1.0 - s, -1.0 / den, s
+        else:
+            f, fp = sign_form(s, sign)
+            dist, beta, fs = 1.0 - f, -fp / den, fp * s
+        a1, a2 = fs / na2_i, fs / na2_j
+    if valid is not None:
+        dist, a1, a2, beta = (torch.where(valid, t, zero) for t in (dist, a1, a2, beta))
+        alpha = a1.sum(0).index_add(0, j.reshape(-1), a2.reshape(-1))
+    else:
+        alpha = torch.zeros(N, dtype=q.dtype, device=q.device).index_add_(0, i, a1).index_add_(0, j, a2)
     if distance in ("cosine", "correlation"):  # through ε²: ∂d/∂ε² = (α₁ + α₂)/2, ∂ε²/∂x̃_u = 2δx̃_u/N
         alpha = alpha + (NORM_EPS_REL / N) * (a1.sum() + a2.sum())
-    return total, alpha, torch.where(valid, beta, zero)
+    return dist.sum(), alpha, beta
 
 
-def _rescale(total_mean: Tensor, c: Tensor, distance: str) -> Tensor:
+def _rescale(total_mean: Tensor, c: Union[Tensor, float], distance: str) -> Tensor:
     p = _DEGREE[distance]
     for _ in range(p):  # one factor at a time: c² alone may overflow where the mean fits
         total_mean = total_mean * c
@@ -130,26 +151,31 @@ class NeighborMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: Tensor, grid: Grid, distance: str, sign: str, walker) -> Tensor:
-        c = call_scale(X)
+        c = walker.scale(X)
         mean, nsq, q, state = walker.sums(X, grid, distance, c)
-        total, alpha, beta = _pair_terms(q, nsq, grid, distance, sign)
-        ctx.save_for_backward(X, c, alpha, beta, *(() if mean is None else (mean,)))
-        ctx.grid, ctx.distance, ctx.sign, ctx.walker, ctx.state = grid, distance, sign, walker, state
+        pair_list = getattr(walker, "pair_list", False)
+        total, alpha, beta = _pair_terms(q, nsq, grid, distance, sign, pair_list)
+        ctx.save_for_backward(X, alpha, beta, *(() if mean is None else (mean,)))
+        ctx.grid, ctx.distance, ctx.sign, ctx.walker, ctx.state, ctx.c = grid, distance, sign, walker, state, c
         return _rescale(total / grid.n_pairs, c, distance)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        X, c, alpha, beta, *rest = ctx.saved_tensors
+        X, alpha, beta, *rest = ctx.saved_tensors
+        c = ctx.c
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient, in plain ops
             with torch.enable_grad():
                 total = pair_mean_reference(X, ctx.grid, ctx.distance, ctx.sign)
                 (g,) = torch.autograd.grad(total, X, grad.to(total.dtype), create_graph=True)
             return g, None, None, None, None
         k = grad.to(alpha.dtype) / ctx.grid.n_pairs  # ∂L/∂x = c^(p−1) ∂L'/∂x'
-        k = k * {2: c, 1: torch.ones_like(c), 0: 1.0 / c}[_DEGREE[ctx.distance]]
+        p = _DEGREE[ctx.distance]
+        if p != 1:
+            k = k * (c if p == 2 else 1.0 / c)
         H, W = ctx.grid.height, ctx.grid.width
+        beta = beta * k
         g = ctx.walker.grad(X, ctx.grid, ctx.distance, rest[0] if rest else None, (alpha * k).view(H, W),
-                            (beta * k).view(-1, H, W), c, ctx.state)
+                            beta if getattr(ctx.walker, "pair_list", False) else beta.view(-1, H, W), c, ctx.state)
         return g, None, None, None, None
 
 
@@ -200,6 +226,9 @@ class TritonWalker:
         from torchtopo import kernels
 
         self.k, self.blocks = kernels, {"block_u": block_u, "block_d": block_d}
+
+    def scale(self, X: Tensor) -> Tensor:
+        return call_scale(X)  # on the device: no synchronisation
 
     def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
         return (*self.k.pair_sums(X, grid, distance, c, **self.blocks), None)

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
-from ._neighbor import acc_dtype
+from ._neighbor import acc_dtype, host_scale
 
-__all__ = ["safe_sqrt", "TorchWalker"]
+__all__ = ["safe_sqrt", "TorchWalker", "SmallWalker", "torch_walker"]
 
 
 def safe_sqrt(s: Tensor) -> Tensor:
@@ -324,10 +324,12 @@ class TorchWalker:
     ``TORCHTOPO_COMPILE=1``), on X divided by the call's scale c where c ≠ 1 (a scaled copy,
     only for inputs whose magnitude is outside [2⁻²⁰, 2²⁰])."""
 
-    def _scaled(self, X: Tensor, c: Tensor, acc: torch.dtype):
-        return (X.to(acc) / c, True) if float(c) != 1.0 else (X, False)
+    scale = staticmethod(host_scale)
 
-    def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
+    def _scaled(self, X: Tensor, c: float, acc: torch.dtype):
+        return (X.to(acc) / c, True) if c != 1.0 else (X, False)
+
+    def sums(self, X: Tensor, grid: Grid, distance: str, c: float):
         acc = acc_dtype(X.dtype)
         X, _ = self._scaled(X, c, acc)
         P, H, W, Q = X.shape
@@ -342,7 +344,7 @@ class TorchWalker:
         return mean, nsq, q, pieces
 
     def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
-             c: Tensor, pieces) -> Tensor:
+             c: float, pieces) -> Tensor:
         acc = alpha.dtype
         Xs, scaled = self._scaled(X, c, acc)
         if pieces is not None:
@@ -350,3 +352,54 @@ class TorchWalker:
         else:
             g = _walk_grad(Xs, grid, mean, alpha, beta, acc)
         return g.to(X.dtype) if scaled else g
+
+
+class SmallWalker:
+    """The walks for small grids, without the tiling machinery: the units as an (N, D) matrix,
+    both sides of every neighbour pair gathered at once (pairs × D elements), one contraction
+    per walk, sums and coefficients per pair (``pair_list``: no per-offset masks).  A few ops
+    per call instead of a few per tile and offset: at the study's 11 × 11 × 64 sheet the fixed
+    cost is what counts."""
+
+    scale = staticmethod(host_scale)
+    pair_list = True
+
+    @staticmethod
+    def _matrix(X: Tensor, c: float) -> Tensor:
+        P, H, W, Q = X.shape
+        Z = X.permute(1, 2, 0, 3).reshape(H * W, P * Q).to(acc_dtype(X.dtype))
+        return Z / c if c != 1.0 else Z
+
+    def sums(self, X: Tensor, grid: Grid, distance: str, c: float):
+        Z = self._matrix(X, c)
+        mean = Z.mean(1, keepdim=True) if distance == "correlation" else None
+        if mean is not None:
+            Z = Z - mean
+        i, j = grid.neighbor_pairs(X.device)
+        a, b = Z[i], Z[j]  # (pairs, D)
+        if distance in ("cosine", "correlation"):
+            return mean, Z.square().sum(1), a.mul_(b).sum(1), None
+        return mean, None, a.sub_(b).square_().sum(1), None
+
+    def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
+             c: float, state) -> Tensor:
+        P, H, W, Q = X.shape
+        Z = self._matrix(X, c)
+        if mean is not None:
+            Z = Z - mean
+        i, j = grid.neighbor_pairs(X.device)
+        bz = beta.unsqueeze(1)
+        g = (Z * alpha.reshape(-1, 1)).index_add_(0, i, Z[j].mul_(bz)).index_add_(0, j, Z[i].mul_(bz))
+        return g.view(H, W, P, Q).permute(2, 0, 1, 3).to(X.dtype)
+
+
+# Inputs up to this many elements per gathered side (pairs × vector) take SmallWalker.
+_SMALL_ELEMENTS = 1 << 16
+
+
+def torch_walker(X: Tensor, grid: Grid):
+    """The PyTorch walks for X: :class:`SmallWalker` for small inputs (unless
+    ``TORCHTOPO_COMPILE=1``), :class:`TorchWalker`'s tiles otherwise."""
+    if grid.n_pairs * X.shape[0] * X.shape[3] <= _SMALL_ELEMENTS and not _use_compile():
+        return SmallWalker()
+    return TorchWalker()

@@ -55,7 +55,7 @@ from ._neighbor import (
     eps_sq,
     pair_mean_reference,
 )
-from ._neighbor_torch import TorchWalker, safe_sqrt
+from ._neighbor_torch import safe_sqrt, torch_walker
 
 __all__ = [
     "DISTANCES",
@@ -208,7 +208,7 @@ def neighbor_distance_mean(
         return X.sum().to(acc_dtype(X.dtype)) * 0.0
     if grid.aliased or X.shape[0] * X.shape[3] == 0:  # tiny torus, or empty vectors: the pair list
         return pair_mean_reference(X, grid, distance, sign)
-    walker = TritonWalker() if resolve_backend(backend, X) == "triton" else TorchWalker()
+    walker = TritonWalker() if resolve_backend(backend, X) == "triton" else torch_walker(X, grid)
     return NeighborMean.apply(X, grid, distance, sign, walker)
 
 
