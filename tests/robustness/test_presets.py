@@ -255,3 +255,27 @@ def test_motion_blur_is_imagemagicks_sum(radius, sigma):
             for c in range(W):
                 want[r, c] = sum(w[i] * img[min(max(r + oy, 0), H - 1), min(max(c + ox, 0), W - 1)] for i, (ox, oy) in enumerate(off))
         np.testing.assert_allclose(got[b, 0].numpy(), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("side,z", [(32, 1.75), (64, 2.25), (224, 4.5), (32, 1.0), (17, 2.5)])
+def test_clipped_zoom_is_scipys(side, z):
+    """The snow layer's zoom: centre crop ⌈side/z⌉, scipy.ndimage.zoom(order=1), centre trim."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    img = np.random.default_rng(side).normal(size=(side, side))
+    ch = math.ceil(side / z)
+    top = (side - ch) // 2
+    zoomed = ndimage.zoom(img[top : top + ch, top : top + ch], z, order=1)
+    t = (zoomed.shape[0] - side) // 2
+    want = zoomed[t : t + side, t : t + side]
+    crop = torch.from_numpy(img[top : top + ch, top : top + ch].copy())[None, None]
+    np.testing.assert_allclose(ops.clipped_zoom(crop, z, side, side)[0, 0].numpy(), want, atol=1e-12)
+
+
+@pytest.mark.parametrize("sigma,truncate,mode", [(0.4, 4.0, "nearest"), (1.1, 4.0, "nearest"), (0.25, 4.0, "reflect"), (7.0, 3.0, "reflect")])
+def test_gaussian_blur_is_scipys(sigma, truncate, mode):
+    """Glass blur's (skimage → scipy, mode "nearest") and elastic's (mode "reflect", truncate 3)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    img = np.random.default_rng(0).random((13, 16))
+    want = ndimage.gaussian_filter(img, sigma, truncate=truncate, mode=mode)
+    got = ops.gaussian_blur(torch.from_numpy(img)[None, None], sigma, truncate, mode)[0, 0]
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-12)

@@ -55,30 +55,33 @@ def _reflect101_index(n: int, idx: Tensor) -> Tensor:
     return torch.where(i >= n, period - i, i)
 
 
-def _blur_matrix(n: int, taps: Tensor, offsets: Tensor, device, dtype) -> Tensor:
-    """(n, n) matrix M with (M x)[i] = Σ_t taps[t] · x[reflect(i + offsets[t])]."""
+def _blur_matrix(n: int, taps: Tensor, offsets: Tensor, device, dtype, mode: str = "reflect") -> Tensor:
+    """(n, n) matrix M with (M x)[i] = Σ_t taps[t] · x[fold(i + offsets[t])], fold scipy's
+    'reflect' or 'nearest' (edge replication)."""
     i = torch.arange(n, device=device)
-    cols = _reflect_index(n, i[:, None] + offsets.to(device)[None, :])  # (n, T)
+    j = i[:, None] + offsets.to(device)[None, :]
+    cols = _reflect_index(n, j) if mode == "reflect" else j.clamp(0, n - 1)  # (n, T)
     M = torch.zeros(n, n, device=device, dtype=dtype)
     M.scatter_add_(1, cols, taps.to(device, dtype)[None, :].expand(n, -1).contiguous())
     return M
 
 
 def _gauss_taps(sigma: float, truncate: float = 4.0) -> Tuple[Tensor, Tensor]:
-    r = max(1, int(math.ceil(truncate * sigma)))
+    r = int(truncate * sigma + 0.5)  # scipy.ndimage's radius
     t = torch.arange(-r, r + 1, dtype=torch.float64)
     w = torch.exp(-0.5 * (t / sigma) ** 2)
     return w / w.sum(), t.long()
 
 
-def gaussian_blur(x: Tensor, sigma: float, truncate: float = 4.0) -> Tensor:
-    """Separable Gaussian blur with reflected borders, valid for any σ (even > image size)."""
+def gaussian_blur(x: Tensor, sigma: float, truncate: float = 4.0, mode: str = "reflect") -> Tensor:
+    """Separable Gaussian blur as scipy.ndimage.gaussian_filter (radius ⌊truncate·σ + ½⌋,
+    borders ``mode`` "reflect" or "nearest"), valid for any σ (even > image size)."""
     if sigma <= 0:
         return x
     w, t = _gauss_taps(sigma, truncate)
     H, W = x.shape[-2:]
-    Mh = _blur_matrix(H, w, t, x.device, x.dtype)
-    Mw = _blur_matrix(W, w, t, x.device, x.dtype)
+    Mh = _blur_matrix(H, w, t, x.device, x.dtype, mode)
+    Mw = _blur_matrix(W, w, t, x.device, x.dtype, mode)
     return Mh @ x @ Mw.T
 
 
@@ -224,6 +227,20 @@ def zoom(x: Tensor, z: float) -> Tensor:
     theta = torch.tensor([[1.0 / z, 0, 0], [0, 1.0 / z, 0]], device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta.expand(B, 2, 3), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def clipped_zoom(crop: Tensor, z: float, H: int, W: int) -> Tensor:
+    """ImageNet-C's ``clipped_zoom`` after its crop: ``crop`` (…, ⌈H/z⌉, ⌈W/z⌉), the centre of
+    an H × W image, zoomed by z as scipy.ndimage.zoom(order=1) does (output round(side·z),
+    corner-aligned linear interpolation), then its centre H × W."""
+    hs, ws = crop.shape[-2:]
+    zh, zw = round(hs * z), round(ws * z)  # Python's round, as scipy
+    lead = crop.shape[:-2]
+    y = crop.reshape(-1, 1, hs, ws)
+    if (zh, zw) != (hs, ws):
+        y = F.interpolate(y, size=(zh, zw), mode="bilinear", align_corners=True)
+    top, left = (zh - H) // 2, (zw - W) // 2
+    return y[..., top : top + H, left : left + W].reshape(*lead, H, W)
 
 
 # ----------------------------------------------------------------------------- noise fields
