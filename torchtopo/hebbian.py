@@ -207,15 +207,10 @@ class GDN(nn.Module):
 
     Shapes: ``(B, C, H, W)`` → same.
 
-    **Loading CompressAI weights.**  ``load_state_dict`` also takes the state dict of
-    CompressAI's ``compressai.layers.GDN`` (Bégaint et al., arXiv:2011.03029): its parameters
-    ``beta`` and ``gamma`` are stored the same way (:math:`\sqrt{\theta + p}`), next to the
-    buffers ``beta_reparam.pedestal``, ``gamma_reparam.pedestal`` and
-    ``*_reparam.lower_bound.bound``.  The effective values
-    :math:`\max(\tilde\theta, \text{bound})^2 - \text{pedestal}` are decoded with the stored
-    pedestal and bound and re-encoded with this module's, so the layer computes the same
-    function (its γ row i weights the squared channel j for channel i, as CompressAI's 1×1
-    convolution does).
+    ``load_state_dict`` also takes CompressAI's ``GDN`` state dicts (Bégaint et al.,
+    arXiv:2011.03029): ``beta``, ``gamma`` (stored as here) and their buffers
+    ``*_reparam.pedestal``, ``*_reparam.lower_bound.bound``; the effective values
+    :math:`\max(\tilde\theta, \text{bound})^2 - \text{pedestal}` are re-encoded with this module's.
 
     Args:
         channels: C.
@@ -254,20 +249,15 @@ class GDN(nn.Module):
         return f"{self.channels}, inverse={self.inverse}"
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-        # CompressAI names: ``beta``/``gamma`` plus their re-parametrisation buffers
-        for name, reparam in (("beta", self._beta_reparam), ("gamma", self._gamma_reparam)):
-            theirs, ours = prefix + name, prefix + name + "_param"
-            if theirs not in state_dict or ours in state_dict:
-                continue
-            stored = state_dict.pop(theirs)
-            ped = state_dict.pop(prefix + name + "_reparam.pedestal", None)
-            bound = state_dict.pop(prefix + name + "_reparam.lower_bound.bound", None)
-            ped = reparam.pedestal if ped is None else float(ped.reshape(-1)[0])
-            bound = reparam.bound if bound is None else float(bound.reshape(-1)[0])
-            if isinstance(stored, Tensor):
-                effective = stored.clamp_min(bound) ** 2 - ped
-                stored = reparam.init(effective.clamp_min(0.0))
-            state_dict[ours] = stored
+        for name, rp in (("beta", self._beta_reparam), ("gamma", self._gamma_reparam)):  # CompressAI's names
+            if prefix + name in state_dict and prefix + name + "_param" not in state_dict:
+                stored = state_dict.pop(prefix + name)
+                ped, bound = (state_dict.pop(prefix + name + k, None) for k in ("_reparam.pedestal", "_reparam.lower_bound.bound"))
+                ped = rp.pedestal if ped is None else float(ped.reshape(-1)[0])
+                bound = rp.bound if bound is None else float(bound.reshape(-1)[0])
+                if isinstance(stored, Tensor):
+                    stored = rp.init((stored.clamp_min(bound) ** 2 - ped).clamp_min(0.0))
+                state_dict[prefix + name + "_param"] = stored
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
