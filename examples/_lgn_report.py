@@ -31,7 +31,7 @@ def aggregate(a, recs: List[Dict]) -> Dict:
         tr, un = both(get)
         d = mean_se_ci([x - y for x, y in zip(tr, un) if x is not None and y is not None])
         emergence[key] = {"label": label, "trained": mean_se_ci(tr), "untrained": mean_se_ci(un), "difference": d,
-                          "verdict": ci_verdict(d, positive="emerges (trained above untrained)",
+                          "verdict": ci_verdict(d, positive="trained above untrained",
                                                 negative="trained below untrained", what="trained − untrained")}
     testable = [r for r in recs if r["trained"]["lateral"]["testable"]]
     lateral = {}
@@ -46,8 +46,8 @@ def aggregate(a, recs: List[Dict]) -> Dict:
     elif len(testable) == 1:
         verdict = "no verdict: testable in only one seed"
     else:
-        why = sorted({w for r in recs for w in r["trained"]["lateral"]["not_testable_because"]})
-        verdict = "not testable in this run: " + "; ".join(why[:4])
+        why = [f"seed {r['seed']}: " + ", ".join(r["trained"]["lateral"]["not_testable_because"]) for r in recs]
+        verdict = "not testable in this run (" + "; ".join(why) + ")"
     return {"emergence": emergence, "lateral": lateral, "testable_seeds": [r["seed"] for r in testable],
             "lateral_verdict": verdict,
             "test_accuracy": mean_se_ci([r["test_accuracy"] for r in recs]),
@@ -64,13 +64,13 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     plt = pyplot()
     files: List[str] = []
     ell0, log = model.lgn.filter.detach(), after["_log"]
-    fig, ax = plt.subplots(1, 3, figsize=(11, 3.4))
+    fig, ax = plt.subplots(1, 3, figsize=(12.5, 3.6))
     v = float(ell0.abs().max()) + 1e-12
     im = ax[0].imshow(_np(ell0), cmap="RdBu_r", vmin=-v, vmax=v)
     ax[0].set_title("ℓ0 learned (first seed)", fontsize=9)
     ax[1].imshow(_np(log["fitted"]), cmap="RdBu_r", vmin=-v, vmax=v)
     ax[1].set_title(f"LoG fit σ = {float(log['sigma']):.2f} px, R² = {float(log['r2']):.2f}", fontsize=9)
-    fig.colorbar(im, ax=ax[:2], label="filter weight (a.u.)", shrink=0.85)
+    fig.colorbar(im, ax=ax[1], label="filter weight (a.u.)", fraction=0.046, pad=0.04)
     k = ell0.shape[0]
     c = (k - 1) / 2
     yy, xx = torch.meshgrid(torch.arange(k) - c, torch.arange(k) - c, indexing="ij")
@@ -159,7 +159,7 @@ def report(a, r: Dict) -> str:
         "",
         f"Test accuracy {fmt_mean(r['test_accuracy'], '{:.1f}', unit=' %')} (chance {recs[0]['chance_accuracy']:.1f} %); "
         f"training loss change over the last tenth of training {fmt_mean(r['loss_change_last_tenth_percent'], '{:+.1f}', unit=' %')} "
-        "(near 0: a plateau).",
+        "(near 0: a plateau; the cosine schedule ends at lr 0, so a flat end is partly the schedule).",
         "",
         "## Emergence: trained vs untrained, paired by seed",
         "",

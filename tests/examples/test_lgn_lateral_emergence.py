@@ -38,7 +38,7 @@ def test_example_tiny_mnist_sample(tmp_path):
         assert set(lat[m]) >= {"r", "p_value", "shuffled_r_mean", "shuffled_r_sd"}
     # 6 steps cannot give 8 fitted filters: the claim is not testable, and the report says why
     assert not lat["testable"] and lat["not_testable_because"]
-    assert saved["lateral_verdict"].startswith("not testable in this run: ")
+    assert saved["lateral_verdict"].startswith("not testable in this run (seed 1: ")
     report = open(os.path.join(out, "report.md")).read()
     assert "not testable in this run" in report and "nan" not in report.lower().replace("nanometre", "")
     assert "What this run can decide" in report and "isotropy" in report
