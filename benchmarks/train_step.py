@@ -29,6 +29,7 @@ AS ≤ 3 %.
     python benchmarks/train_step.py --threads 1 --models mnist_cnn --repeats 5
     python benchmarks/train_step.py --device cuda
     python benchmarks/train_step.py --profile WS --models resnet18   # where a term's time goes
+    python benchmarks/train_step.py --breakdown --models resnet18     # per layer, the term alone
 """
 from __future__ import annotations
 
@@ -176,6 +177,36 @@ def profile(name: str, cfg: str, device: str, batch: int, steps: int = 5, rows: 
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
+def breakdown(name: str, device: str, repeats: int = 7) -> List[dict]:
+    """Per layer: forward + backward time of the WS (cosine) term alone on the layer's weight and
+    of the topoloss term, median of ``repeats``, and the number of aten operators one WS call
+    dispatches (forward + backward).  Where a term's share of the step comes from."""
+    from torch.profiler import ProfilerActivity, profile as tprofile
+
+    model, _ = make_model(name)
+    model.to(device)
+    rows = []
+    for lname, m in convs(model):
+        g = tt.Grid.for_units(m.out_channels)
+        w = m.weight.detach().clone().requires_grad_()
+        fns = {"WS": lambda: tt.functional.weight_similarity(w, g, distance="cosine"),
+               "topoloss": lambda: topoloss_lp(w.view(g.height, g.width, -1))}
+        row = {"layer": lname, "units": m.out_channels, "grid": f"{g.height}x{g.width}", "D": w[0].numel()}
+        for key, fn in fns.items():
+            ts = []
+            for _ in range(repeats + 1):
+                t = time.perf_counter()
+                fn().backward()
+                _sync(device)
+                ts.append(time.perf_counter() - t)
+            row[f"{key}_ms"] = 1e3 * statistics.median(ts[1:])
+        with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+            fns["WS"]().backward()
+        row["WS_aten_ops"] = sum(1 for e in prof.events() if e.name.startswith("aten::"))
+        rows.append(row)
+    return rows
+
+
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -186,6 +217,8 @@ def parse(argv):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--profile", default=None, choices=CONFIGS, help="print a profiler table of this configuration instead")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="instead: per-layer time of the WS and topoloss terms alone, and WS's aten op count")
     ap.add_argument("--out", default="runs/benchmarks/train_step.json")
     return ap.parse_args(argv)
 
@@ -200,6 +233,18 @@ def main(argv=None) -> dict:
             print(f"== {name}, {args.profile}, {args.device}, {args.threads} threads")
             print(profile(name, args.profile, args.device, args.batch))
         return {}
+    if args.breakdown:
+        out = {}
+        for name in args.models:
+            rows = out[name] = breakdown(name, args.device)
+            print(f"== {name}: per-layer term cost alone (forward + backward), {args.threads} threads")
+            print(f"{'layer':22s} {'grid':>6s} {'D':>6s} {'WS ms':>7s} {'aten ops':>8s} {'topoloss ms':>11s}")
+            for r in rows:
+                print(f"{r['layer']:22s} {r['grid']:>6s} {r['D']:6d} {r['WS_ms']:7.2f} {r['WS_aten_ops']:8d} "
+                      f"{r['topoloss_ms']:11.2f}")
+            print(f"{'total':22s} {'':6s} {'':6s} {sum(r['WS_ms'] for r in rows):7.2f} "
+                  f"{sum(r['WS_aten_ops'] for r in rows):8d} {sum(r['topoloss_ms'] for r in rows):11.2f}")
+        return out
     cfgs = ["plain"] + [c for c in args.configs if c != "plain"]
     results = []
     print(f"device: {args.device} ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
