@@ -320,14 +320,21 @@ def fmt_mean(s: Dict[str, float], f: str = "{:.2f}", *, ci: bool = True, unit: s
 
 
 def ci_verdict(s: Dict[str, float], *, positive: str, negative: str, what: str = "the difference") -> str:
-    """A verdict from a 95 % interval: ``positive``/``negative`` when it excludes 0 on that side,
-    "cannot tell" when it contains 0, and no verdict from fewer than two seeds."""
-    if s["n"] < 2:
-        return f"no verdict: {what} comes from {s['n']} seed(s) (at least 2 needed)"
-    if s["se"] == 0:
-        return f"no verdict: {what} did not vary over seeds (no spread to test against)"
-    if s["ci_low"] > 0:
+    """A sentence from a :func:`mean_se_ci` of a difference: ``positive``/``negative`` when its 95 %
+    interval excludes 0 on that side, "cannot tell" when it contains 0, and no verdict from fewer
+    than two seeds or from no spread.  The decision is ``_claims.verdict``'s (one rule for every
+    example); this only words it."""
+    from _claims import verdict  # lazily: _claims imports this module
+
+    v = verdict({"n": s["n"], "mean": s["mean"], "sd": s["sd"], "lo": s["ci_low"], "hi": s["ci_high"]}, higher=True)
+    if v == "agrees":
         return positive + " (95 % CI above 0)"
-    if s["ci_high"] < 0:
+    if v == "disagrees":
         return negative + " (95 % CI below 0)"
+    if v == "not measured":
+        return f"no verdict: {what} was not measured"
+    if "1 seed" in v or s["n"] < 2:
+        return f"no verdict: {what} comes from {s['n']} seed(s) (at least 2 needed)"
+    if "spread" in v:
+        return f"no verdict: {what} did not vary over seeds (no spread to test against)"
     return f"cannot tell: the 95 % CI of {what} contains 0"
