@@ -10,7 +10,7 @@ form, the per-pair distances and backward coefficients — is computed here, onc
 O(offsets × units) tensors, so both backends give the same values.
 
 **Scale.**  Each call divides the input by a power of two c (exact in floating point) when its
-largest magnitude is outside [2⁻²⁰, 2²⁰], so sums of squares cannot overflow (values of 10²⁰ in
+largest magnitude is outside [2⁻¹⁶, 2¹⁶], so sums of squares cannot overflow (values of 10²⁰ in
 float32 or bfloat16) or underflow; the result is multiplied back: d_sq = c²·d'_sq,
 d_eu = c·d'_eu (finite whenever the mean fits the dtype), angular distances are scale-free.
 
@@ -46,7 +46,7 @@ NORM_EPS_REL = 1e-2
 _EPS_FLOOR = 1e-30  # ε² when every unit is zero (then s = 0 and d = 1)
 #: The sign forms of the angular distances: d = 1 − s, 1 − |s|, 1 − s².
 SIGNS = ("signed", "absolute", "squared")
-_SAFE = (2.0 ** -20, 2.0 ** 20)  # max |x| in this range: no scaling needed in any dtype
+_SAFE = (2.0 ** -16, 2.0 ** 16)  # max |x| in this range: no scaling needed (norm products < 2⁶⁴·D²)
 _DEGREE = {"sqeuclidean": 2, "euclidean": 1, "cosine": 0, "correlation": 0}
 
 
@@ -56,7 +56,7 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def call_scale(X: Tensor) -> Tensor:
-    """The power of two c that brings max |X| into [1, 2) when it is outside [2⁻²⁰, 2²⁰]; 1 for
+    """The power of two c that brings max |X| into [1, 2) when it is outside [2⁻¹⁶, 2¹⁶]; 1 for
     inputs inside that range, and for zero or non-finite ones (a 0-d tensor of the accumulation
     dtype, on X's device; no host synchronisation)."""
     acc = acc_dtype(X.dtype)
@@ -117,23 +117,22 @@ def _pair_terms(q: Tensor, nsq: Optional[Tensor], grid: Grid, distance: str, sig
         beta, a2 = -a1, a1
     else:
         na2 = nsq.reshape(N) + eps_sq(nsq)
-        na = torch.sqrt(na2)
-        na2_i, na2_j = (na2[i], na2[j]) if pair_list else (na2, na2[j])  # junk where no pair: masked
-        den = (na[i] if pair_list else na) * na[j]
-        s = q / den
+        n2i, n2j = (na2[i] if pair_list else na2), na2[j]  # junk where no pair: masked below
+        rden = torch.sqrt(n2i * n2j).reciprocal_()
+        s = q * rden
         if sign == "signed":  # f' = 1
-            dist, beta, fs = 1.0 - s, -1.0 / den, s
+            dist, beta, fs = 1.0 - s, rden.neg_(), s
         else:
             f, fp = sign_form(s, sign)
-            dist, beta, fs = 1.0 - f, -fp / den, fp * s
-        a1, a2 = fs / na2_i, fs / na2_j
+            dist, beta, fs = 1.0 - f, rden.mul_(fp).neg_(), fp * s
+        a1, a2 = fs / n2i, fs / n2j
     if valid is not None:
         dist, a1, a2, beta = (torch.where(valid, t, zero) for t in (dist, a1, a2, beta))
         alpha = a1.sum(0).index_add(0, j.reshape(-1), a2.reshape(-1))
     else:
         alpha = torch.zeros(N, dtype=q.dtype, device=q.device).index_add_(0, i, a1).index_add_(0, j, a2)
     if distance in ("cosine", "correlation"):  # through ε²: ∂d/∂ε² = (α₁ + α₂)/2, ∂ε²/∂x̃_u = 2δx̃_u/N
-        alpha = alpha + (NORM_EPS_REL / N) * (a1.sum() + a2.sum())
+        alpha = alpha + alpha.sum() * (NORM_EPS_REL / N)  # Σ_u α_u = Σ_pairs (α₁ + α₂)
     return dist.sum(), alpha, beta
 
 
@@ -170,7 +169,7 @@ class NeighborMean(torch.autograd.Function):
             return g, None, None, None, None
         k = grad.to(alpha.dtype) / ctx.grid.n_pairs  # ∂L/∂x = c^(p−1) ∂L'/∂x'
         p = _DEGREE[ctx.distance]
-        if p != 1:
+        if p != 1 and not (isinstance(c, float) and c == 1.0):
             k = k * (c if p == 2 else 1.0 / c)
         H, W = ctx.grid.height, ctx.grid.width
         beta = beta * k

@@ -322,7 +322,7 @@ class TorchWalker:
     """The PyTorch backend's two walks for :class:`~torchtopo.functional._neighbor.NeighborMean`:
     :func:`_walk_sums` and :func:`_walk_grad` (or their ``torch.compile``d functional forms with
     ``TORCHTOPO_COMPILE=1``), on X divided by the call's scale c where c ≠ 1 (a scaled copy,
-    only for inputs whose magnitude is outside [2⁻²⁰, 2²⁰])."""
+    only for inputs whose magnitude is outside [2⁻¹⁶, 2¹⁶])."""
 
     scale = staticmethod(host_scale)
 
