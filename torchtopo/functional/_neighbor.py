@@ -117,8 +117,9 @@ def _pair_terms(q: Tensor, nsq: Optional[Tensor], grid: Grid, distance: str, sig
         beta, a2 = -a1, a1
     else:
         na2 = nsq.reshape(N) + eps_sq(nsq)
+        rn = torch.rsqrt(na2)
         n2i, n2j = (na2[i] if pair_list else na2), na2[j]  # junk where no pair: masked below
-        rden = torch.sqrt(n2i * n2j).reciprocal_()
+        rden = (rn[i] if pair_list else rn) * rn[j]  # 1/(n_x n_y), without forming n_x² n_y²
         s = q * rden
         if sign == "signed":  # f' = 1
             dist, beta, fs = 1.0 - s, rden.neg_(), s
