@@ -185,6 +185,9 @@ def report(args, conds, payload, figs) -> str:
         "",
         "## Accuracy (%), mean ± SE [95 % CI] over seeds",
         "",
+        f"Clean and noise on the whole test set; PGD on the first {args.n_attack} test images (their clean accuracy is "
+        "the ε = 0 column of the ε tables below).",
+        "",
         "| condition | n | clean | noise σ=0.1 | PGD ℓ∞ 2/255 | PGD ℓ2 0.25 |"
         + (" AutoAttack ℓ∞ 2/255 | AutoAttack ℓ2 0.25 |" if args.autoattack else "") + " block-1 zeros (%) |",
         "|---|---|---|---|---|---|" + ("---|---|" if args.autoattack else "") + "---|",
