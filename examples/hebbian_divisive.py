@@ -17,8 +17,8 @@ normalised flat background is a constant non-zero input that local divisive norm
 model of the same input normalisation and the same seeds (paired differences, mean ± SE and a 95 %
 t interval); a claim gets a verdict only when the interval excludes 0.
 
-    python examples/hebbian_divisive.py --quick --threads 1    # 2 seeds, 3 conditions, 1 epoch
-    python examples/hebbian_divisive.py                        # 3 seeds, 6 conditions, 6 epochs
+    python examples/hebbian_divisive.py --quick --threads 1    # 2 seeds, 3 conditions, 1 epoch (~10 min, 1 core)
+    python examples/hebbian_divisive.py                        # 3 seeds, 6 conditions, 6 epochs (hours on a CPU)
     python examples/hebbian_divisive.py --dataset cifar10 --data-root ~/data --device cuda
 
 Offline default: the 4,000/1,000 real MNIST digits of ``tt.data.mnist_sample()`` and a small CNN
@@ -84,7 +84,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         "20 on CPU, none with --quick on CPU: about 20 s per image on one busy CPU core)")
     p.add_argument("--autoattack-conditions", default="paper", choices=["paper", "all"],
                    help="AutoAttack the paper's pair only (standard and HaH at σ 0.1 with input normalisation) or every condition")
-    p.add_argument("--pgd-steps", type=int, default=None, help="PGD iterations (default 40; 10 with --quick)")
+    p.add_argument("--pgd-steps", type=int, default=None, help="PGD iterations (default 20; 10 with --quick)")
     p.add_argument("--pgd-restarts", type=int, default=None, help="PGD random restarts (default 2; 1 with --quick)")
     p.add_argument("--end-to-end", action="store_true",
                    help="HaH cost end to end instead of layer-local (the released code's training)")
@@ -106,7 +106,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         if not cifar:
             a.n_train = a.n_train or 2000
     else:
-        seeds, epochs, n_attack, n_aa, steps, restarts = 3, (100 if cifar else 6), (1000 if cifar else 300), 20, 40, 2
+        seeds, epochs, n_attack, n_aa, steps, restarts = 3, (100 if cifar else 6), (1000 if cifar else 200), 20, 20, 2
         curves = "cifar10" if cifar else "digits"
     a.seeds = a.seeds or seeds
     a.epochs = a.epochs if a.epochs is not None else epochs

@@ -37,7 +37,7 @@ table is the paper's text) and ``--uniform coupled`` (its default "uniform" keep
 nx–ny couplings: ``sampling="unif3"``; the paper's control is ``independent``).
 
     python examples/v1_front_robustness.py --quick --threads 1   # 2 seeds, 2 epochs, 300 test images
-    python examples/v1_front_robustness.py                       # 5 seeds, 4 epochs, whole test set
+    python examples/v1_front_robustness.py                       # 5 seeds, 4 epochs, whole test set (~1 h, 1 core)
     python examples/v1_front_robustness.py --dataset tiny-imagenet --data-root ~/data/tiny-imagenet-200 \\
         --corruption-root ~/data/Tiny-ImageNet-C --device cuda
 
@@ -83,7 +83,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = make_parser(__doc__, EXAMPLE)
     add_common_args(p, out="runs/v1_front_robustness", datasets=["mnist_sample", "mnist", "cifar10", "tiny-imagenet"],
                     seeds="models per variant (default 5; 2 with --quick); the verdict needs >= 2",
-                    quick_help="2 seeds, 2 epochs on 1,500 training digits, 300 test images (about 8 min on one busy core)")
+                    quick_help="2 seeds, 2 epochs on 1,500 training digits, 300 test images (6 min measured on one busy core)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 4 on digits, 60 as the study otherwise)")
     p.add_argument("--batch-size", type=int, default=None, help="default 32 on digits, 128 (the study's) otherwise")
     p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.1 as the study; 0.05 on digits)")

@@ -42,7 +42,7 @@ def test_sweep_conditions_and_attack_defaults(tmp_path):
     mod = load_script("examples/hebbian_divisive.py", "hebbian_divisive_sweep")
     a = mod.parse_args(["--out", str(tmp_path)])
     assert a.seeds == 3 and a.sigmas == [0.1, 1.0] and a.input_norm == "both"
-    assert (a.pgd_steps, a.pgd_restarts) == (40, 2)
+    assert (a.pgd_steps, a.pgd_restarts) == (20, 2)
     names = [c["name"] for c in mod.conditions(a)]
     assert names == ["standard", "HaH (σ=0.1)", "HaH (σ=1)", "standard (raw input)", "HaH (σ=0.1, raw input)",
                      "HaH (σ=1, raw input)"]
