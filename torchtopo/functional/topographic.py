@@ -187,8 +187,10 @@ def neighbor_distance_mean(
     """Mean over the grid's neighbour pairs of d(v_i, v_j), for a ``(pre, H, W, post)`` view.
 
     The primitive behind :func:`weight_similarity` and :func:`activation_similarity`; use those.
-    Returns a float32 scalar for half-precision inputs, else a scalar of ``X``'s dtype.  A grid
-    without pairs (1 × 1) gives 0.
+    ``sign`` as in :func:`activation_similarity`.  Returns a float32 scalar for half-precision
+    inputs, else a scalar of ``X``'s dtype.  A grid without pairs (1 × 1) gives 0.  Small inputs
+    (pairs × vector ≤ 65,536 elements, e.g. the study's 11 × 11 × 64 sheet) take a PyTorch walk
+    without tiles that gathers both sides of every pair at once.
 
     Backends: ``"triton"`` runs the fused kernels of :mod:`torchtopo.kernels`; ``"torch"`` walks
     the same pairs on shifted views of the grid, in tiles small enough to stay in a core's cache
