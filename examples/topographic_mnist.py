@@ -14,8 +14,8 @@ confidence interval.  The AS training code is not released, so the AS forms run 
   transpose each "unit" is a contiguous chunk of B values of the batch × units buffer; built
   here from ``tt.functional.weight_similarity`` on ``acts.reshape(121, B)``.
 
-    python examples/topographic_mnist.py                    # 5 conditions × 3 seeds (≤ 30 min on 2 cores with --jobs 2)
-    python examples/topographic_mnist.py --jobs 2           # two training processes, 1 thread each
+    python examples/topographic_mnist.py                    # 5 conditions × 3 seeds, a process per core (≤ 30 min on 2 cores)
+    python examples/topographic_mnist.py --jobs 1           # one training process
     python examples/topographic_mnist.py --quick            # smoke test (≤ 3 min): no verdicts
     python examples/topographic_mnist.py --full             # the paper's λ grid, 10 seeds
     python examples/topographic_mnist.py --dataset cifar10 --data-root ~/data
@@ -48,7 +48,8 @@ import torchtopo as tt
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the examples' shared helpers
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _claims import CURVES, claims, summarise
-from _common import Checkpoints, add_common_args, fit, parse, parse_shard, progress, say, set_threads, start, write_results
+from _common import (Checkpoints, add_common_args, cores, fit, parse, parse_shard, progress, say, set_threads, start,
+                     write_results)
 from _topographic_report import NOISE_LEVELS, WEIGHT_SIGMAS, figures, report, tables
 
 MODELS = {"mnist_sample": "mnist_cnn", "mnist": "mnist_cnn", "cifar10": "cifar_cnn"}
@@ -81,7 +82,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--expert-threshold", type=float, default=2.0, help="d′ above which a unit is a class expert (default 2)")
     p.add_argument("--common-corruptions", action="store_true", help="also evaluate the 15 common corruptions")
     p.add_argument("--weight-repeats", type=int, default=None, help="noise draws per weight-noise level")
-    p.add_argument("--jobs", type=int, default=1, help="train models in this many parallel processes (1 thread each)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="train models in this many parallel processes, 1 thread each (default: one per core)")
     p.add_argument("--no-resume", action="store_true", help="retrain even if a checkpoint exists")
     p.add_argument("--no-train", action="store_true", help="report only the models already in --out/checkpoints")
     p.add_argument("--shard", default=None, metavar="K/N", type=parse_shard,
@@ -104,6 +106,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     a.as_forms = [f for f in a.as_forms if f not in a.unavailable]
     a.weight_repeats = a.weight_repeats if a.weight_repeats is not None else (1 if (a.quick or a.tiny) else 2)
     a.smoke = bool(a.quick or a.tiny)
+    a.jobs = a.jobs if a.jobs is not None else (1 if a.tiny or a.shard is not None else min(cores(), 8))
     if a.tiny:
         a.n_train, a.n_test = a.n_train or 320, a.n_test or 100
     a.ws_distance = a.ws_distance or ("cosine" if cifar else "correlation")
@@ -373,12 +376,12 @@ def run_parallel(args, argv: List[str], jobs) -> None:
     logs = os.path.join(args.out, "logs")
     os.makedirs(logs, exist_ok=True)
     env = dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1")
-    procs = []
-    for k in range(args.jobs):
-        cmd = [sys.executable, os.path.abspath(__file__), *argv, "--jobs", "1", "--shard", f"{k}/{args.jobs}", "--threads", "1"]
+    procs, n = [], min(args.jobs, len(jobs))
+    for k in range(n):
+        cmd = [sys.executable, os.path.abspath(__file__), *argv, "--jobs", "1", "--shard", f"{k}/{n}", "--threads", "1"]
         with open(os.path.join(logs, f"shard{k}.log"), "w") as fh:
             procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env))
-    say(f"training {len(jobs)} models in {args.jobs} processes (1 thread each); logs in {logs}")
+    say(f"training {len(jobs)} models in {n} processes (1 thread each); logs in {logs}")
     start_done = _done(args, jobs)
     bar = progress(range(len(jobs)), "models", total=len(jobs), initial=start_done)
     shown = start_done
@@ -421,7 +424,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                 say(f"[shard {k}/{n}] {cond['name']} seed {seed}: acc {res['acc']:.1f} %, "
                     f"{res['epochs_run']} epochs (best {res['best_epoch']})")
         return {"shard": list(args.shard), "counts": counts}
-    if args.jobs > 1 and not args.no_train:
+    if args.jobs > 1 and not args.no_train and _done(args, jobs) < len(jobs):
         run_parallel(args, argv, jobs)
     results: Dict[str, List[Dict]] = {c["name"]: [] for c in conds}
     reps: Dict[str, nn.Module] = {}
