@@ -106,3 +106,18 @@ def test_engine_gradient_matches_direct_convolution():
         x32 = x.clone().requires_grad_()
         (_engine(x32, params, 1.0, 1.0, 2, fmk) * w.float()).sum().backward()
         assert _rel(x32.grad, x64.grad) < 1e-5
+
+
+def test_cached_spectrum_follows_its_kernel_tensor():
+    """The FFT bucket's kernel spectra are cached per kernel tensor: a second call reuses it, an
+    in-place change of the kernels invalidates it (the result follows the new kernels), and the
+    entry goes when the tensor does."""
+    n0 = len(_bank._SPECTRA)
+    w = torch.randn(3, 9, 9)
+    k1 = _bank.centred_spectrum(w, 9, 20, 20)
+    assert _bank.centred_spectrum(w, 9, 20, 20) is k1
+    w.mul_(2)
+    assert torch.allclose(_bank.centred_spectrum(w, 9, 20, 20), 2 * k1, rtol=1e-5, atol=1e-4)
+    assert len(_bank._SPECTRA) == n0 + 2  # one per version of the kernels
+    del w
+    assert len(_bank._SPECTRA) == n0

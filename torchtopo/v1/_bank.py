@@ -211,7 +211,8 @@ def centred_spectrum(w: Tensor, k: int, nh: int, nw: int) -> Tensor:
     if not w.requires_grad:
         if len(_SPECTRA) > 32:
             _SPECTRA.clear()
-        _SPECTRA[key] = (weakref.ref(w), K)
+        # the entry goes with its kernel tensor (a rebuilt or moved bank frees its spectra)
+        _SPECTRA[key] = (weakref.ref(w, lambda _, key=key: _SPECTRA.pop(key, None)), K)
     return K
 
 
@@ -221,7 +222,7 @@ def fft_conv(x: Tensor, w: Tensor, k: int, c_fft: Tensor, stride: int) -> Tensor
     with the centred kernel spectrum, so no output pixel sees wrap-around; the stride is taken in
     the frequency domain along the rows (decimation by ``s`` sums the ``s`` aliased bands:
     ``y[s n] = (1/s) IDFT_{N/s}[Σ_q Y[k + qN/s]]``), so the row inverse is ``s`` times shorter;
-    columns are strided after the inverse.  The batch is processed in chunks of about
+    columns are strided after the inverse.  On CPU the batch is processed in chunks of about
     :data:`FFT_CHUNK` complex elements."""
     h, wd = x.shape[-2:]
     s = stride
@@ -229,8 +230,8 @@ def fft_conv(x: Tensor, w: Tensor, k: int, c_fft: Tensor, stride: int) -> Tensor
     K = centred_spectrum(w, k, nh, nw)
     ho, wo = (h - 1) // s + 1, (wd - 1) // s + 1
     X = torch.fft.rfft2(x.float(), s=(nh, nw))                      # (B, C, nh, nw//2+1)
-    per_image = K.numel()
-    bs = max(1, FFT_CHUNK // per_image)
+    # chunks matter on CPU (allocator reuse); a GPU takes the whole batch in one go
+    bs = x.shape[0] if x.is_cuda else max(1, FFT_CHUNK // K.numel())
     outs = []
     for b0 in range(0, x.shape[0], bs):
         Y = X[b0:b0 + bs].index_select(1, c_fft) * K                # (b, M, nh, nw//2+1)
