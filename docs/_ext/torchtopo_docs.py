@@ -168,22 +168,29 @@ def _kind(obj: Any) -> str:
     return "data"
 
 
-def _import_sources(module_name: str, attr: str) -> List[str]:
-    """``[module_name]`` plus the module that ``attr`` is imported from there, if any
-    (``from .x import attr``, followed one level)."""
-    mod = importlib.import_module(module_name)
+def _import_sources(module_name: str, attr: str, depth: int = 4) -> List[str]:
+    """``[module_name]`` plus the modules that ``attr`` is imported from, following
+    ``from .x import attr`` re-exports up to ``depth`` levels (a package re-exporting a name
+    that its submodule took from a private one)."""
     out = [module_name]
-    try:
-        tree = ast.parse(inspect.getsource(mod))
-    except (OSError, TypeError, SyntaxError):
-        return out
-    pkg = module_name if hasattr(mod, "__path__") else module_name.rsplit(".", 1)[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and any(a.name == attr and a.asname in (None, attr) for a in node.names):
-            try:
-                out.append(importlib.util.resolve_name("." * node.level + (node.module or ""), pkg))
-            except (ImportError, ValueError):
-                pass
+    for _ in range(depth):
+        mod = importlib.import_module(out[-1])
+        try:
+            tree = ast.parse(inspect.getsource(mod))
+        except (OSError, TypeError, SyntaxError):
+            break
+        pkg = out[-1] if hasattr(mod, "__path__") else out[-1].rsplit(".", 1)[0]
+        nxt = None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and any(a.name == attr and a.asname in (None, attr) for a in node.names):
+                try:
+                    nxt = importlib.util.resolve_name("." * node.level + (node.module or ""), pkg)
+                except (ImportError, ValueError):
+                    nxt = None
+                break
+        if nxt is None or nxt in out:
+            break
+        out.append(nxt)
     return out
 
 
@@ -219,8 +226,8 @@ def _group_of(qual: str, name: str, obj: Any) -> str:
     if kind == "module":
         return "__submodules__"
     if kind == "data":
-        src = _import_sources(qual, name)
-        return src[-1] if len(src) > 1 else qual
+        src = [m for m in _import_sources(qual, name) if not any(p.startswith("_") for p in m.split("."))]
+        return src[-1] if src else qual
     mod = getattr(obj, "__module__", None) or qual
     return mod
 
