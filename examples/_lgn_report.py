@@ -64,13 +64,15 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     plt = pyplot()
     files: List[str] = []
     ell0, log = model.lgn.filter.detach(), after["_log"]
-    fig, ax = plt.subplots(1, 3, figsize=(12.5, 3.6))
+    fig, axs = plt.subplots(1, 5, figsize=(13.5, 3.6), gridspec_kw={"width_ratios": [1, 1, 0.06, 0.55, 1.4]})
+    axs[3].axis("off")  # room for the colour bar's labels
+    ax = [axs[0], axs[1], axs[4]]
     v = float(ell0.abs().max()) + 1e-12
     im = ax[0].imshow(_np(ell0), cmap="RdBu_r", vmin=-v, vmax=v)
     ax[0].set_title("ℓ0 learned (first seed)", fontsize=9)
     ax[1].imshow(_np(log["fitted"]), cmap="RdBu_r", vmin=-v, vmax=v)
     ax[1].set_title(f"LoG fit σ = {float(log['sigma']):.2f} px, R² = {float(log['r2']):.2f}", fontsize=9)
-    fig.colorbar(im, ax=ax[1], label="filter weight (a.u.)", fraction=0.046, pad=0.04)
+    fig.colorbar(im, cax=axs[2], label="filter weight (a.u.)")
     k = ell0.shape[0]
     c = (k - 1) / 2
     yy, xx = torch.meshgrid(torch.arange(k) - c, torch.arange(k) - c, indexing="ij")
@@ -84,7 +86,7 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     ax[2].legend(fontsize=7)
     for a_ in ax[:2]:
         a_.set_xlabel("x (px)")
-        a_.set_ylabel("y (px)")
+    ax[0].set_ylabel("y (px)")
     save_fig(fig, out, "l0_log_fit.png", files)
 
     filt, gab = model.v1.conv.weight.detach().sum(1), after["_gabor"]
