@@ -48,8 +48,8 @@ import torchtopo as tt
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # the examples' shared helpers
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _claims import CURVES, claims, summarise
-from _common import (Checkpoints, add_common_args, cores, fit, parse, parse_shard, progress, say, set_threads, start,
-                     write_results)
+from _common import (Checkpoints, add_common_args, cores, fit, make_parser, open_dataset, parse, parse_shard, progress,
+                     say, set_threads, start, write_results)
 from _topographic_report import NOISE_LEVELS, WEIGHT_SIGMAS, figures, report, tables
 
 MODELS = {"mnist_sample": "mnist_cnn", "mnist": "mnist_cnn", "cifar10": "cifar_cnn"}
@@ -62,7 +62,7 @@ HAS_SIGN = "sign" in inspect.signature(tt.ActivationSimilarity.__init__).paramet
 
 # ------------------------------------------------------------------------------ configuration
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser(__doc__, "python examples/topographic_mnist.py --out runs/topographic_mnist")
     add_common_args(p, out="runs/topographic_mnist", datasets=list(MODELS), seeds="models per condition (default 3)",
                     quick_help="smoke test: 1 seed, at most 6 epochs (≤ 3 min); the report states no verdicts")
     p.add_argument("--full", action="store_true", help="the paper's grid: λ∈{0.1,0.3,0.5,1,2,3}, 10 seeds")
@@ -76,7 +76,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64, help="default 64 (the paper's)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, the paper's)")
     p.add_argument("--ws-distance", default=None, help="WS distance (default: correlation on MNIST, cosine on CIFAR-10)")
-    p.add_argument("--as-distance", default="correlation")
+    p.add_argument("--as-distance", default="correlation", help="distance of the AS forms (default correlation)")
     p.add_argument("--n-train", type=int, default=None, help="use only this many training images")
     p.add_argument("--n-test", type=int, default=None, help="use only this many test images")
     p.add_argument("--expert-threshold", type=float, default=2.0, help="d′ above which a unit is a class expert (default 2)")
@@ -140,8 +140,9 @@ def load_data(args):
         (xtr, ytr), (xte, yte) = (tt.data.mnist_sample_tensors(s, normalize=False) for s in ("train", "test"))
     else:
         load = tt.data.cifar10 if args.dataset == "cifar10" else tt.data.mnist
-        xtr, ytr = tt.data.to_tensors(load(args.data_root, train=True, normalize=False), args.n_train, batch_size=1000, progress=True)
-        xte, yte = tt.data.to_tensors(load(args.data_root, train=False, normalize=False), args.n_test, batch_size=1000, progress=True)
+        tr, te = (open_dataset(args.dataset, args.data_root, load, train=t, normalize=False) for t in (True, False))
+        xtr, ytr = tt.data.to_tensors(tr, args.n_train, batch_size=1000, progress=True)
+        xte, yte = tt.data.to_tensors(te, args.n_test, batch_size=1000, progress=True)
     xtr, ytr, xte, yte = xtr[: args.n_train], ytr[: args.n_train], xte[: args.n_test], yte[: args.n_test]
     if args.dataset == "cifar10":
         mean, std = tt.data.CIFAR10_MEAN, tt.data.CIFAR10_STD

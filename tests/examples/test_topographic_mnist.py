@@ -165,3 +165,30 @@ def test_robustness_comparisons_leave_out_levels_at_chance():
     d, lv = C.paired_curve(res, "a", "b", "white")
     assert lv == [0, 1] and d["mean"] == pytest.approx(10.0) and d["sd"] == pytest.approx(0.0)
     assert C.verdict(d) == "not resolved (no spread over seeds)"
+
+
+def test_help_shows_the_docstring_and_every_option(capsys):
+    mod = _load()
+    with pytest.raises(SystemExit):
+        mod.parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "released loss untransposed" in out and "cifar-10-batches-py" in out and "--expert-threshold" in out
+
+
+def test_tiny_cifar_path(tmp_path, monkeypatch):
+    """The CIFAR-10 branch (3 channels, cifar_cnn, cosine WS) on a stand-in dataset."""
+    import torchtopo as tt
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+
+    def fake(root, train=True, **kw):
+        n = 40 if train else 20
+        return TensorDataset(torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
+
+    monkeypatch.setattr(tt.data, "cifar10", fake)
+    mod = _load()
+    res = mod.main(["--tiny", "--threads", "1", "--dataset", "cifar10", "--data-root", str(tmp_path), "--out",
+                    str(tmp_path / "o"), "--no-plots", "--as-forms", "signed", "--max-epochs", "1"])
+    assert res["config"]["ws_distance"] == "cosine" and set(res["summary"]) == {"control", "WS_1", "AS_1"}
+    assert len(res["results"]["AS_1"][0]["acc_brown"]) == 5
