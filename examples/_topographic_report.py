@@ -253,6 +253,10 @@ def report(args, data, summary, results, conds, tabs, claim_lines, files, elapse
                  f"where both conditions stay above {FLOOR:g} % (chance + 5 pp). Columns are the AS forms side "
                  "by side: which form reproduces which published finding.\n\n" + "\n".join(claim_lines) + "\n")
     n_models = sum(len(v) for v in results.values())
+    if n_models < len(conds) * args.seeds:
+        smoke += (f"> **Partial run**: {n_models} of the {len(conds) * args.seeds} models are trained (the rest "
+                  "not yet: `--no-train` reports what the checkpoints hold); conditions without models are "
+                  "missing from the tables and a condition with fewer seeds is compared on the seeds it has.\n\n")
     return "".join([
         "# Topographic regularization: WS vs AS (Truong & Hasson, arXiv:2508.00043)\n\n", smoke,
         f"Dataset: **{args.dataset}**, {data[0].shape[0]} training images (80/20 train/validation split per seed) "
