@@ -365,9 +365,11 @@ def run_one(cond, seed, args, data, ck: Checkpoints, counts: Dict):
     return model, res
 
 
-def _done(args, jobs) -> int:
+def _done(args, jobs, since: float = 0.0) -> int:
+    """How many of ``jobs`` have an evaluation saved (at or after ``since``)."""
     key = eval_key(args)
-    have = {os.path.basename(p) for p in glob.glob(os.path.join(args.out, "checkpoints", f"*.eval-{key}.json"))}
+    have = {os.path.basename(p) for p in glob.glob(os.path.join(args.out, "checkpoints", f"*.eval-{key}.json"))
+            if os.path.getmtime(p) >= since}
     return sum(f"{c['name']}_seed{s}.eval-{key}.json" in have for c, s in jobs)
 
 
@@ -378,17 +380,18 @@ def run_parallel(args, argv: List[str], jobs) -> None:
     os.makedirs(logs, exist_ok=True)
     env = dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1")
     procs, n = [], min(args.jobs, len(jobs))
+    since = time.time() if args.no_resume else 0.0  # --no-resume: count only evaluations saved from now on
     for k in range(n):
         cmd = [sys.executable, os.path.abspath(__file__), *argv, "--jobs", "1", "--shard", f"{k}/{n}", "--threads", "1"]
         with open(os.path.join(logs, f"shard{k}.log"), "w") as fh:
             procs.append(subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env))
     say(f"training {len(jobs)} models in {n} processes (1 thread each); logs in {logs}")
-    start_done = _done(args, jobs)
+    start_done = _done(args, jobs, since)
     bar = progress(range(len(jobs)), "models", total=len(jobs), initial=start_done)
     shown = start_done
     while any(p.poll() is None for p in procs):
         time.sleep(2.0)
-        now = _done(args, jobs)
+        now = _done(args, jobs, since)
         if hasattr(bar, "update") and now > shown:
             bar.update(now - shown)
         shown = now
@@ -425,8 +428,9 @@ def main(argv: Optional[List[str]] = None) -> Dict:
                 say(f"[shard {k}/{n}] {cond['name']} seed {seed}: acc {res['acc']:.1f} %, "
                     f"{res['epochs_run']} epochs (best {res['best_epoch']})")
         return {"shard": list(args.shard), "counts": counts}
-    if args.jobs > 1 and not args.no_train and _done(args, jobs) < len(jobs):
+    if args.jobs > 1 and not args.no_train and (args.no_resume or _done(args, jobs) < len(jobs)):
         run_parallel(args, argv, jobs)
+        args.no_resume = False  # the workers retrained; collect what they saved
     results: Dict[str, List[Dict]] = {c["name"]: [] for c in conds}
     reps: Dict[str, nn.Module] = {}
     rep_lam = representative_lambda(args)
