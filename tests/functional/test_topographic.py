@@ -456,3 +456,30 @@ def test_scale_is_a_power_of_two_and_exact():
         p = {"sqeuclidean": 2, "euclidean": 1}.get(distance, 0)
         assert float(big) == float(base) * 2.0 ** (40 * p)
     assert float(call_scale(torch.zeros(3))) == 1.0 and float(call_scale(torch.tensor([float("nan")]))) == 1.0
+
+
+@pytest.mark.parametrize("backend_small", [True, False])
+def test_scale_keeps_extreme_magnitudes_finite(backend_small, monkeypatch):
+    """Subnormal inputs: c is clamped to the smallest normal number, so 1/c stays finite and so
+    does the loss (not the gradient: a scale-free loss has gradients ~1/|x| ≈ 10⁴¹); values
+    near float32's largest: the correlation means are summed after scaling (an unscaled sum
+    overflows), loss and gradient finite."""
+    from torchtopo.functional import _neighbor_torch as T
+    from torchtopo.functional._neighbor import call_scale
+
+    if not backend_small:
+        monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
+        monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 64)
+    tiny = torch.finfo(torch.float32).tiny
+    sub = torch.randn(40, 12) * tiny * 2.0**-10  # subnormal
+    assert float(call_scale(sub)) == tiny and torch.isfinite(1 / call_scale(sub))
+    huge = (torch.rand(64, 12) + 1) * 3e37
+    assert not torch.isfinite(huge.sum(0)).all()  # the sum an unscaled mean would take
+    g = tt.Grid(3, 4)
+    for a in (sub, huge):
+        for distance in ("cosine", "correlation"):
+            x = a.clone().requires_grad_()
+            loss = TF.activation_similarity(x, g, distance=distance, backend="torch")
+            loss.backward()
+            assert torch.isfinite(loss) and 0 < float(loss) < 2
+            assert torch.isfinite(x.grad).all() or a.abs().max() < 1

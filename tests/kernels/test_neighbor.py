@@ -485,7 +485,8 @@ def test_vector_only_tiles_defer_their_products(monkeypatch):
     grid = tt.Grid(4, 5)
     leaf, X = make_view("dense", 4, 5, 7, 1, seed=3)
     got = F.neighbor_distance_mean(X, grid, distance="correlation", backend="torch")
-    assert calls == [(True, 1 + len(grid.offsets))]  # ‖x̃‖² and one buffer per offset
+    # the units' means (one buffer), then ‖x̃‖² and one buffer per offset
+    assert calls == [(True, 1), (True, 1 + len(grid.offsets))]
     torch.testing.assert_close(got, brute_force(X, grid, "correlation"), rtol=1e-10, atol=1e-12)
 
 
@@ -617,6 +618,100 @@ def test_torch_path_saves_only_per_pair_state():
     assert len(big) == 1 and big[0].data_ptr() == w.data_ptr()  # only the input itself
     loss.backward()
     assert torch.isfinite(w.grad).all()
+
+
+# ------------------------------------------------------- no device-to-host reads
+_READBACKS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+def _forbid_readbacks(monkeypatch, allow_from: str = "\0"):
+    """Make every Tensor method that reads a value back to the host (a device synchronisation
+    on CUDA, a graph break or a data-dependent branch under ``torch.compile``) raise, unless
+    its caller is a module whose name starts with ``allow_from`` (Triton's interpreter reads
+    its CPU arguments by design)."""
+    for name in _READBACKS:
+        orig = getattr(torch.Tensor, name)
+
+        def guard(self, *args, _orig=orig, _name=name, **kwargs):
+            if sys._getframe(1).f_globals.get("__name__", "").startswith(allow_from):
+                return _orig(self, *args, **kwargs)
+            raise AssertionError(f"host read-back Tensor.{_name} in the training path")
+
+        monkeypatch.setattr(torch.Tensor, name, guard)
+
+
+def _ws_as_calls(dtype, scale, backend):
+    """(leaf, loss function) pairs: WS on a weight and AS on dense and conv activations."""
+    g = torch.Generator().manual_seed(3)
+    grid = tt.Grid(5, 6, radius=1.5)
+    w = (torch.randn(30, 7, generator=g) * scale).to(dtype).requires_grad_()
+    a = (torch.randn(9, 30, generator=g) * scale).to(dtype).requires_grad_()
+    c = (torch.randn(4, 30, 2, 3, generator=g) * scale).to(dtype).requires_grad_()
+    calls = []
+    for d in DISTANCES:
+        calls.append((w, lambda x, d=d: F.weight_similarity(x, grid, distance=d, backend=backend)))
+        for x in (a, c):
+            calls.append((x, lambda x, d=d: F.activation_similarity(x, grid, distance=d, backend=backend)))
+    return calls
+
+
+@pytest.mark.parametrize("walk", ["small", "tiles"])
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1.0), (torch.float32, 1e20), (torch.bfloat16, 1e-20)])
+def test_torch_path_never_reads_back_to_the_host(walk, dtype, scale, monkeypatch):
+    """Forward and backward of WS and AS on the PyTorch path read nothing back from the device
+    (the per-call scale is a device tensor, always applied): with every read-back method
+    raising, the losses and gradients are still computed, equal to the ones computed without
+    the guard, and the gradients finite (the loss too, except the squared Euclidean mean of
+    values of 10²⁰, which exceeds float32)."""
+    if walk == "tiles":
+        monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
+        monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # several bands with halos
+    calls = _ws_as_calls(dtype, scale, "torch")
+    want = []
+    for leaf, f in calls:  # unguarded: also fills the grid's caches (built once, on the CPU)
+        loss = f(leaf)
+        want.append((loss.detach(), *torch.autograd.grad(loss, leaf)))
+    with monkeypatch.context() as m:
+        _forbid_readbacks(m)
+        got = []
+        for leaf, f in calls:
+            loss = f(leaf)
+            (gr,) = torch.autograd.grad(loss, leaf)
+            got.append((loss.detach(), gr))
+    for (loss, gr), (w_loss, w_gr) in zip(got, want):
+        assert torch.equal(loss, w_loss) and torch.equal(gr, w_gr)
+        assert torch.isfinite(gr).all() and (torch.isfinite(loss) or scale > 1e19)
+
+
+@needs_kernels
+def test_kernel_path_never_reads_back_to_the_host(monkeypatch):
+    """The Triton path reads nothing back either (only the interpreter, which runs the kernels
+    on the host here, may read its arguments)."""
+    calls = _ws_as_calls(torch.float32, 1e20, "triton")[6:9]  # cosine: WS, dense and conv AS
+    for leaf, f in calls:
+        torch.autograd.grad(f(leaf), leaf)
+    with monkeypatch.context() as m:
+        _forbid_readbacks(m, allow_from="triton")
+        grads = [torch.autograd.grad(f(leaf), leaf)[0] for leaf, f in calls]
+    assert all(torch.isfinite(gr).all() for gr in grads)
+
+
+def test_torch_path_traces_into_one_graph(monkeypatch):
+    """``torch.compile(fullgraph=True)`` (Dynamo only: the eager backend, no code generation)
+    captures WS forward + backward whole, for the small-grid walk and for larger inputs (whose
+    tiled walks, with their ``out=`` buffers, give way to the fused functional forms while
+    traced): no graph break from a value read back to the host or a branch on the data."""
+    grid = tt.Grid(4, 5)
+    w = torch.randn(20, 6, requires_grad=True)
+    for small in (1 << 16, 0):
+        monkeypatch.setattr(T, "_SMALL_ELEMENTS", small)
+        monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 1 << 18 if small else 50)
+        f = lambda x: F.weight_similarity(x * 1e20, grid, distance="cosine", backend="torch")  # noqa: E731
+        (want,) = torch.autograd.grad(f(w), w)  # also fills the grid's caches
+        torch._dynamo.reset()
+        loss = torch.compile(f, fullgraph=True, backend="eager")(w)
+        (got,) = torch.autograd.grad(loss, w)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6 * float(want.abs().max()))
 
 
 # --------------------------------------------------------------------------- CUDA only

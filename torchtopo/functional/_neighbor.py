@@ -9,10 +9,13 @@ ones) and each unit's ``‖x̃_u‖²``; its ``grad`` writes ``α_u x̃_u + Σ_o
 form, the per-pair distances and backward coefficients — is computed here, once, on
 O(offsets × units) tensors, so both backends give the same values.
 
-**Scale.**  Each call divides the input by a power of two c (exact in floating point) when its
-largest magnitude is outside [2⁻¹⁶, 2¹⁶], so sums of squares cannot overflow (values of 10²⁰ in
-float32 or bfloat16) or underflow; the result is multiplied back: d_sq = c²·d'_sq,
-d_eu = c·d'_eu (finite whenever the mean fits the dtype), angular distances are scale-free.
+**Scale.**  Each call multiplies every load by 1/c for a power of two c (exact in floating
+point): c = 2^⌊log₂ max|x|⌋ when the largest magnitude is outside [2⁻¹⁶, 2¹⁷), else 1, so sums
+of squares cannot overflow (values of 10²⁰ in float32 or bfloat16) or underflow; the result is
+multiplied back: d_sq = c²·d'_sq, d_eu = c·d'_eu (finite whenever the mean fits the dtype),
+angular distances are scale-free.  c is a 0-d tensor computed on the input's device and always
+applied (multiplying by 1 is exact), so no call reads a value back to the host: no device
+synchronisation, no data-dependent branch (``torch.compile`` graphs stay whole).
 
 **Norms with ε.**  With s = x̃·ỹ / (n_x n_y) the similarity of a pair,
 
@@ -37,7 +40,7 @@ from .._checks import check_choice
 from ..grid import Grid
 
 __all__ = [
-    "NORM_EPS_REL", "SIGNS", "call_scale", "host_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
+    "NORM_EPS_REL", "SIGNS", "call_scale", "inv_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
     "pair_mean_reference", "TritonWalker",
 ]
 
@@ -46,7 +49,7 @@ NORM_EPS_REL = 1e-2
 _EPS_FLOOR = 1e-30  # ε² when every unit is zero (then s = 0 and d = 1)
 #: The sign forms of the angular distances: d = 1 − s, 1 − |s|, 1 − s².
 SIGNS = ("signed", "absolute", "squared")
-_SAFE = (2.0 ** -16, 2.0 ** 16)  # max |x| in this range: no scaling needed (norm products < 2⁶⁴·D²)
+_SAFE_EXP = 16  # ⌊log₂ max |x|⌋ within ±16: no scaling needed (norm products < 2⁶⁸·D²)
 _DEGREE = {"sqeuclidean": 2, "euclidean": 1, "cosine": 0, "correlation": 0}
 
 
@@ -56,29 +59,23 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def call_scale(X: Tensor) -> Tensor:
-    """The power of two c that brings max |X| into [1, 2) when it is outside [2⁻¹⁶, 2¹⁶]; 1 for
-    inputs inside that range, and for zero or non-finite ones (a 0-d tensor of the accumulation
-    dtype, on X's device; no host synchronisation)."""
+    """The power of two c = 2^e, e = ⌊log₂ max|X|⌋, when |e| > 16 (max |X| outside
+    [2⁻¹⁶, 2¹⁷)), at least the accumulation dtype's smallest normal number (so 1/c is finite);
+    1 otherwise, and for zero or non-finite inputs.  A 0-d tensor of the accumulation dtype on
+    X's device, computed there in a few 0-d operations: no host synchronisation, no
+    data-dependent branch."""
     acc = acc_dtype(X.dtype)
     if X.numel() == 0:
         return torch.ones((), dtype=acc, device=X.device)
     lo, hi = torch.aminmax(X.detach())
-    amax = torch.maximum(-lo.to(acc), hi.to(acc))
-    need = torch.isfinite(amax) & (amax > 0) & ((amax < _SAFE[0]) | (amax > _SAFE[1]))
-    c = torch.exp2(torch.floor(torch.log2(torch.where(need, amax, torch.ones_like(amax)))))
-    return torch.where(need, c, torch.ones_like(c))
+    e = torch.log2(torch.maximum(lo.neg(), hi).to(acc)).floor_().nan_to_num_(0.0, 0.0, 0.0)  # 0, ±inf, NaN → 0
+    e = torch.where(e.abs() <= _SAFE_EXP, 0.0, e).clamp_min_(math.log2(torch.finfo(acc).tiny))
+    return torch.exp2(e)
 
 
-def host_scale(X: Tensor) -> float:
-    """:func:`call_scale` as a Python float (one reduction and a read-back: for the PyTorch
-    walks, which decide on the host whether to scale at all)."""
-    if X.numel() == 0:
-        return 1.0
-    lo, hi = (float(v) for v in torch.aminmax(X.detach()))
-    amax = max(-lo, hi)
-    if not (math.isfinite(lo) and math.isfinite(hi)) or amax == 0 or _SAFE[0] <= amax <= _SAFE[1]:
-        return 1.0
-    return 2.0 ** math.floor(math.log2(amax))
+def inv_scale(c: Tensor) -> Tensor:
+    """1/c for a scale of :func:`call_scale` (exact: a power of two within the dtype's range)."""
+    return torch.reciprocal(c)
 
 
 def eps_sq(nsq: Tensor) -> Tensor:
@@ -170,8 +167,8 @@ class NeighborMean(torch.autograd.Function):
             return g, None, None, None, None
         k = grad.to(alpha.dtype) / ctx.grid.n_pairs  # ∂L/∂x = c^(p−1) ∂L'/∂x'
         p = _DEGREE[ctx.distance]
-        if p != 1 and not (isinstance(c, float) and c == 1.0):
-            k = k * (c if p == 2 else 1.0 / c)
+        if p != 1:  # a 0-d tensor operation (exact for c = 1): no branch on c's value
+            k = k * c if p == 2 else k / c
         H, W = ctx.grid.height, ctx.grid.width
         beta = beta * k
         g = ctx.walker.grad(X, ctx.grid, ctx.distance, rest[0] if rest else None, (alpha * k).view(H, W),

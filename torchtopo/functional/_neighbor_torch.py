@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
-from ._neighbor import acc_dtype, host_scale
+from ._neighbor import acc_dtype, call_scale, inv_scale
 
 __all__ = ["safe_sqrt", "TorchWalker", "SmallWalker", "torch_walker"]
 
@@ -104,29 +104,52 @@ class _Scratch:
         return buf[:n].view(shape)
 
 
-def _tile(X: Tensor, ps: slice, qs: slice, lo: int, hi: int, wrap: bool, mean: Optional[Tensor],
-          scratch: _Scratch):
+def _tile(X: Tensor, ps: slice, qs: slice, lo: int, hi: int, wrap: bool, inv: Tensor,
+          neg_mean: Optional[Tensor], scratch: _Scratch):
     """Grid rows ``lo .. hi-1`` of one tile (mod H with ``wrap``, clipped to the grid without),
-    in the accumulation dtype and centred by ``mean``, with a size-1 ``post`` squeezed away
-    (a trailing size-1 dim makes broadcasts slow).  Returns ``(x, base)``: x's row k is grid
-    row base + k.  A view of X where nothing needs converting; else a copy into ``scratch``."""
+    multiplied by the call's 1/c (the 0-d tensor ``inv``) and centred by ``−neg_mean``, in the
+    accumulation dtype, with a size-1 ``post`` squeezed away (a trailing size-1 dim makes
+    broadcasts slow).  Returns ``(x, base)``: x's row k is grid row base + k.  Always a copy
+    into ``scratch``, made in one fused pass (scale, convert, centre); it is the tile's one read
+    from memory, the offsets' passes then read the cache-sized copy."""
     H = X.shape[1]
     if not wrap:
         lo, hi = max(lo, 0), min(hi, H)
     if lo >= 0 and hi <= H:
         x = X[ps, lo:hi, :, qs]
-        m = None if mean is None else mean[lo:hi]
+        m = None if neg_mean is None else neg_mean[lo:hi]
     else:
         idx = torch.arange(lo, hi, device=X.device) % H
         x = X[ps, :, :, qs].index_select(1, idx)
-        m = None if mean is None else mean.index_select(0, idx)
+        m = None if neg_mean is None else neg_mean.index_select(0, idx)
     if x.shape[3] == 1:
         x = x[..., 0]
-    if m is not None:  # centred (and converted: fp32 accumulation for half inputs) in one pass
-        x = torch.sub(x, m if x.dim() == 3 else m[None, :, :, None], out=scratch.get("tile", x.shape))
-    elif x.dtype != scratch.dtype:
-        x = scratch.get("tile", x.shape).copy_(x)
-    return x, lo
+    out = scratch.get("tile", x.shape)
+    if m is not None:  # x/c − mean: x·(1/c) is exact (a power of two), so one rounding, as before
+        return torch.addcmul(m if x.dim() == 3 else m[None, :, :, None], x, inv, out=out), lo
+    return torch.mul(x, _factor(inv), out=out), lo
+
+
+def _factor(inv: Tensor) -> Tensor:
+    """The 0-d scale as a 1-element tensor: it then takes part in type promotion, so a half
+    input is multiplied in the accumulation dtype (exact), not rounded to half first."""
+    return inv.reshape(1)
+
+
+def _unit_means(X: Tensor, inv: Tensor, acc: torch.dtype) -> Tensor:
+    """Each unit's mean over its vector of X/c, ``(H, W)``: the loads scaled before any sum (no
+    overflow for values near the dtype's largest), accumulated tile by tile as the forward
+    walk's products are (:class:`_PairSums`)."""
+    P, H, W, Q = X.shape
+    s = X.new_zeros((H, W), dtype=acc)
+    tiles = _tiles(X.shape, 0)
+    sums = _PairSums(_Scratch(X.device, acc), defer=len(tiles) > 1 and tiles[0][2:] == (0, H))
+    f = _factor(inv)
+    for ps, qs, r0, r1 in tiles:
+        x = X[ps, r0:r1, :, qs]
+        sums.add(0, x[..., 0] if Q == 1 else x, f, s[r0:r1], 2)
+    sums.flush()
+    return s / max(P * Q, 1)
 
 
 def _vector_sum(t: Tensor, unit_dims: int) -> Tensor:
@@ -169,11 +192,13 @@ def _place(v: Tensor, rs: slice, cs: slice, H: int, W: int, vec: bool) -> Tensor
     return torch.nn.functional.pad(v, ((0, 0) + pad) if vec else pad)
 
 
-def _pair_sums_fused(X: Tensor, mean: Optional[Tensor], pieces, angular: bool, acc: torch.dtype):
+def _pair_sums_fused(X: Tensor, inv: Tensor, centre: bool, pieces, angular: bool, acc: torch.dtype):
     """Functional form of the forward walk (for ``torch.compile``, which fuses each product with
-    its reduction, so nothing of the input's size is allocated): ``(‖x̃‖² or None, q)``."""
+    its reduction, so nothing of the input's size is allocated): ``(mean or None, ‖x̃‖² or
+    None, q)`` of X/c (``inv`` = 1/c), centred with ``centre``."""
     H, W = X.shape[1], X.shape[2]
-    x = X.to(acc)
+    x = X.to(acc) * inv
+    mean = x.mean(dim=(0, 3)) if centre else None
     if mean is not None:
         x = x - mean[None, :, :, None]
     nsq = (x * x).sum(dim=(0, 3)) if angular else None
@@ -185,13 +210,14 @@ def _pair_sums_fused(X: Tensor, mean: Optional[Tensor], pieces, angular: bool, a
             v = (a * b).sum(dim=(0, 3)) if angular else (a - b).square().sum(dim=(0, 3))
             q = q + _place(v, ra, ca, H, W, False)
         qs.append(q)
-    return nsq, torch.stack(qs)
+    return mean, nsq, torch.stack(qs)
 
 
-def _pair_grad_fused(X: Tensor, mean: Optional[Tensor], alpha: Tensor, beta: Tensor, pieces, acc: torch.dtype):
+def _pair_grad_fused(X: Tensor, inv: Tensor, mean: Optional[Tensor], alpha: Tensor, beta: Tensor, pieces,
+                     acc: torch.dtype):
     """Functional form of the backward walk (for ``torch.compile``: one fused pass)."""
     H, W = X.shape[1], X.shape[2]
-    x = X.to(acc)
+    x = X.to(acc) * inv
     if mean is not None:
         x = x - mean[None, :, :, None]
     g = x * alpha
@@ -213,14 +239,17 @@ def _use_compile() -> bool:
 
 
 def _compiled(name: str):
+    if torch.compiler.is_compiling():  # traced by an enclosing torch.compile: inline, not nested
+        return {"sums": _pair_sums_fused, "grad": _pair_grad_fused}[name]
     if name not in _COMPILED:
         fn = {"sums": _pair_sums_fused, "grad": _pair_grad_fused}[name]
         _COMPILED[name] = torch.compile(fn, dynamic=False)
     return _COMPILED[name]
 
 
-def _walk_sums(X: Tensor, grid: Grid, mean: Optional[Tensor], angular: bool, acc: torch.dtype):
-    """The forward walk, tile by tile: ``(‖x̃‖², q)`` with ``q[o]`` the pair sums for stencil
+def _walk_sums(X: Tensor, grid: Grid, inv: Tensor, neg_mean: Optional[Tensor], angular: bool, acc: torch.dtype):
+    """The forward walk over X/c (``inv`` = 1/c, centred by ``−neg_mean``), tile by tile:
+    ``(‖x̃‖², q)`` with ``q[o]`` the pair sums for stencil
     offset o (Σ x̃_i·x̃_j for the angular distances, Σ (x_i − x_j)² otherwise) at each pair's
     first unit.  A tile holds its band of grid rows plus the rows below it that its pairs
     reach, so all the offsets' passes over it after the first read cache, not memory.
@@ -243,7 +272,7 @@ def _walk_sums(X: Tensor, grid: Grid, mean: Optional[Tensor], angular: bool, acc
     # per tile.
     sums = _PairSums(scratch, defer=len(tiles) > 1 and tiles[0][2:] == (0, H))
     for ps, qs, r0, r1 in tiles:
-        x, _ = _tile(X, ps, qs, r0, r1 + reach, wrap, mean, scratch)  # local row k = grid row r0 + k
+        x, _ = _tile(X, ps, qs, r0, r1 + reach, wrap, inv, neg_mean, scratch)  # local row k = grid row r0 + k
         xf = x.flatten(1, 2)  # local unit k·W + c
         if angular:
             core = xf[:, : (r1 - r0) * W]
@@ -265,9 +294,9 @@ def _walk_sums(X: Tensor, grid: Grid, mean: Optional[Tensor], angular: bool, acc
     return nsq, q
 
 
-def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
+def _walk_grad(X: Tensor, grid: Grid, inv: Tensor, neg_mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
                acc: torch.dtype) -> Tensor:
-    """The backward walk, tile by tile: ∂/∂x_i = α_i x̃_i + Σ_o β_o(i) x̃_{i+o} + Σ_o β_o(i−o) x̃_{i−o}
+    """The backward walk over X/c (as :func:`_walk_sums`), tile by tile: ∂/∂x_i = α_i x̃_i + Σ_o β_o(i) x̃_{i+o} + Σ_o β_o(i−o) x̃_{i−o}
     for the (H, W) map α and the (offsets, H, W) pair coefficients β (zero where a pair does not
     exist, which is what makes the flat pieces of :func:`_walk_sums` exact here too).  Each tile
     writes its band of the gradient once, reading its rows and the rows its pairs reach on both
@@ -283,7 +312,7 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
     out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
     scratch = _Scratch(X.device, acc)
     for ps, qs, r0, r1 in _tiles(X.shape, 2 * reach):
-        x, base = _tile(X, ps, qs, r0 - reach, r1 + reach, wrap, mean, scratch)
+        x, base = _tile(X, ps, qs, r0 - reach, r1 + reach, wrap, inv, neg_mean, scratch)
         oc = out[ps, r0:r1, :, qs]
         if x.dim() == 3:  # post == 1, squeezed by _tile
             oc = oc[..., 0]
@@ -321,37 +350,32 @@ def _walk_grad(X: Tensor, grid: Grid, mean: Optional[Tensor], alpha: Tensor, bet
 class TorchWalker:
     """The PyTorch backend's two walks for :class:`~torchtopo.functional._neighbor.NeighborMean`:
     :func:`_walk_sums` and :func:`_walk_grad` (or their ``torch.compile``d functional forms with
-    ``TORCHTOPO_COMPILE=1``), on X divided by the call's scale c where c ≠ 1 (a scaled copy,
-    only for inputs whose magnitude is outside [2⁻¹⁶, 2¹⁶])."""
+    ``TORCHTOPO_COMPILE=1``, and while an enclosing ``torch.compile`` traces them: the tiles'
+    ``out=`` buffers do not trace), on X multiplied by the call's 1/c (a 0-d device tensor,
+    fused into each tile's copy: no host synchronisation)."""
 
-    scale = staticmethod(host_scale)
+    scale = staticmethod(call_scale)
 
-    def _scaled(self, X: Tensor, c: float, acc: torch.dtype):
-        return (X.to(acc) / c, True) if c != 1.0 else (X, False)
-
-    def sums(self, X: Tensor, grid: Grid, distance: str, c: float):
+    def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
         acc = acc_dtype(X.dtype)
-        X, _ = self._scaled(X, c, acc)
-        P, H, W, Q = X.shape
-        mean = X.sum(dim=(0, 3), dtype=acc) / max(P * Q, 1) if distance == "correlation" else None
+        inv = inv_scale(c)
+        H, W = X.shape[1], X.shape[2]
         angular = distance in ("cosine", "correlation")
-        pieces = None
-        if _use_compile():
+        if _use_compile() or torch.compiler.is_compiling():  # the tiles' out= buffers do not trace
             pieces = [_pair_blocks(H, W, dr, dc, grid.wrap) for dr, dc in grid.offsets]
-            nsq, q = _compiled("sums")(X, mean, pieces, angular, acc)
-        else:
-            nsq, q = _walk_sums(X, grid, mean, angular, acc)
-        return mean, nsq, q, pieces
+            mean, nsq, q = _compiled("sums")(X, inv, distance == "correlation", pieces, angular, acc)
+            return mean, nsq, q, pieces
+        mean = _unit_means(X, inv, acc) if distance == "correlation" else None
+        nsq, q = _walk_sums(X, grid, inv, None if mean is None else mean.neg(), angular, acc)
+        return mean, nsq, q, None
 
     def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
-             c: float, pieces) -> Tensor:
+             c: Tensor, pieces) -> Tensor:
         acc = alpha.dtype
-        Xs, scaled = self._scaled(X, c, acc)
+        inv = inv_scale(c)
         if pieces is not None:
-            g = _compiled("grad")(Xs, mean, alpha[None, :, :, None], beta[:, None, :, :, None], pieces, acc)
-        else:
-            g = _walk_grad(Xs, grid, mean, alpha, beta, acc)
-        return g.to(X.dtype) if scaled else g
+            return _compiled("grad")(X, inv, mean, alpha[None, :, :, None], beta[:, None, :, :, None], pieces, acc)
+        return _walk_grad(X, grid, inv, None if mean is None else mean.neg(), alpha, beta, acc)
 
 
 class SmallWalker:
@@ -361,16 +385,16 @@ class SmallWalker:
     per call instead of a few per tile and offset: at the study's 11 × 11 × 64 sheet the fixed
     cost is what counts."""
 
-    scale = staticmethod(host_scale)
+    scale = staticmethod(call_scale)
     pair_list = True
 
     @staticmethod
-    def _matrix(X: Tensor, c: float) -> Tensor:
+    def _matrix(X: Tensor, c: Tensor) -> Tensor:
+        """The (N, D) unit matrix of X/c in the accumulation dtype (one fused pass)."""
         P, H, W, Q = X.shape
-        Z = X.permute(1, 2, 0, 3).reshape(H * W, P * Q).to(acc_dtype(X.dtype))
-        return Z / c if c != 1.0 else Z
+        return X.permute(1, 2, 0, 3).reshape(H * W, P * Q) * _factor(inv_scale(c))
 
-    def sums(self, X: Tensor, grid: Grid, distance: str, c: float):
+    def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
         Z = self._matrix(X, c)
         mean = Z.mean(1, keepdim=True) if distance == "correlation" else None
         if mean is not None:
@@ -382,7 +406,7 @@ class SmallWalker:
         return mean, None, a.sub_(b).square_().sum(1), None
 
     def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
-             c: float, state) -> Tensor:
+             c: Tensor, state) -> Tensor:
         P, H, W, Q = X.shape
         Z = self._matrix(X, c)
         if mean is not None:

@@ -29,7 +29,7 @@ and for the angular two the sign forms ``sign="absolute"`` (1 − |s|) and ``"sq
 typical one (one SGD step moved a zeroed row from norm 0 to 4·10³); with ε inside the norms it
 is at most about ten times a typical unit's, at the price of shrinking s by about 1 % (identical
 units have d ≈ 0.0099; a zero-variance unit still has d = 1 to every neighbour).  Inputs whose
-magnitude is outside [2⁻¹⁶, 2¹⁶] are divided by a power of two before any sum (exact), so values
+magnitude is outside [2⁻¹⁶, 2¹⁷) are divided by a power of two before any sum (exact), so values
 of 10²⁰ in float32 or bfloat16 give finite losses and gradients (the squared Euclidean mean is
 finite whenever it fits the dtype).  See ``torchtopo.functional._neighbor``.
 """
