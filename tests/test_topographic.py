@@ -161,6 +161,47 @@ def test_activation_term_options_and_bad_inputs():
         tt.SpatialCorrelation(sync="yes")
 
 
+def test_spatial_correlation_validates_its_arguments():
+    t = tt.SpatialCorrelation(grid=(4, 4), neighborhood=[2, 3], seed=7)
+    assert t.neighborhood == (2, 3) and t.seed == 7
+    assert t.config()["neighborhood"] == [2, 3] and t.config()["seed"] == 7
+    assert tt.SpatialCorrelation(neighborhood=2).neighborhood == 2
+    bad = [
+        ({"seed": "x"}, TypeError, r"SpatialCorrelation: seed must be an int, got str \('x'\)"),
+        ({"seed": 1.0}, TypeError, r"seed must be an int, got float"),
+        ({"seed": True}, TypeError, r"seed must be an int, got bool"),
+        ({"seed": -1}, ValueError, r"seed must be >= 0, got -1"),
+        ({"neighborhood": (2,)}, ValueError,
+         r"SpatialCorrelation: neighborhood must be an int or a pair \(kh, kw\) of ints, got 1 entries: \(2,\)"),
+        ({"neighborhood": (2, 3, 4)}, ValueError, r"got 3 entries"),
+        ({"neighborhood": 2.5}, TypeError,
+         r"SpatialCorrelation: neighborhood must be None, an int >= 1 or a pair \(kh, kw\) of ints, got float \(2.5\)"),
+        ({"neighborhood": "3"}, TypeError, r"neighborhood must be None.*got str"),
+        ({"neighborhood": True}, TypeError, r"neighborhood must be None.*got bool"),
+        ({"neighborhood": 0}, ValueError, r"neighborhood must be >= 1, got 0"),
+        ({"neighborhood": (2, 0)}, ValueError, r"neighborhood\[1\] must be >= 1, got 0"),
+        ({"neighborhood": (2, 2.0)}, TypeError, r"neighborhood\[1\] must be an int, got float"),
+        ({"unit_dim": "1"}, TypeError, r"SpatialCorrelation: unit_dim must be an int, got str"),
+    ]
+    for kwargs, err, match in bad:
+        with pytest.raises(err, match=match):
+            tt.SpatialCorrelation(**kwargs)
+    # the functional form takes the same values and gives the same errors
+    with pytest.raises(TypeError, match=r"spatial_correlation: neighborhood must be None.*got float \(2.5\)"):
+        TF.spatial_correlation(torch.randn(4, 16), (4, 4), neighborhood=2.5)
+    with pytest.raises(ValueError, match=r"spatial_correlation: neighborhood must be an int or a pair"):
+        TF.spatial_correlation(torch.randn(4, 16), (4, 4), neighborhood=(2,))
+
+
+def test_distance_terms_validate_backend():
+    for cls in (tt.WeightSimilarity, tt.ActivationSimilarity):
+        assert cls(backend="Torch").backend == "Torch"  # any case, as resolve_backend takes it
+        with pytest.raises(ValueError, match=rf"{cls.__name__}: backend must be one of \('auto', 'torch', 'triton'\), got 'cuda'"):
+            cls(backend="cuda")
+        with pytest.raises(TypeError, match=rf"{cls.__name__}: backend must be None or one of .*got int"):
+            cls(backend=1)
+
+
 def test_sync_without_distributed_is_the_local_loss():
     """sync=True gathers over torch.distributed ranks; without a process group it is the
     rank's own batch (the DDP semantics are tested with the all-gather)."""

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from . import functional as F
 from ._checks import check_bool, check_choice, check_int
 from .functional._neighbor import check_sign
-from .functional.topographic import resolve_unit_dim
+from .functional.topographic import check_backend, check_neighborhood, resolve_unit_dim
 from .grid import Grid, GridLike, as_grid
 from .regularizer import GridTerm, Strength, describe_module, infer_units
 
@@ -88,7 +88,7 @@ class _DistanceTerm(GridTerm):
     def __init__(self, strength: Strength, grid: Optional[GridLike], distance: str, backend: Optional[str]) -> None:
         super().__init__(strength, grid)
         self.distance = check_choice(distance, F.DISTANCES, "distance", type(self).__name__)
-        self.backend = backend
+        self.backend = check_backend(backend, type(self).__name__)
 
     def options(self) -> Dict[str, Any]:
         return {**super().options(), "distance": self.distance}
@@ -227,7 +227,10 @@ class ActivationSimilarity(_DistanceTerm, _ActivationTerm):
         sync: under ``torch.distributed``, compute the loss over the global batch (a
             differentiable all-gather, like ``SyncBatchNorm``): every rank gets the value a
             single process would on the concatenated batch.  False (default): each rank's
-            own batch (correlations over the per-GPU batch).
+            own batch (correlations over the per-GPU batch).  The gather is a collective: with
+            ``sync=True``, calling ``losses()`` between the forward and ``penalty()`` computes
+            the loss (and so gathers) then, so it must be called on every rank; after
+            ``penalty()`` it returns the stored value and runs no collective.
         backend: see :func:`torchtopo.functional.weight_similarity`.
     """
 
@@ -264,9 +267,16 @@ class SpatialCorrelation(_ActivationTerm):
     Args:
         strength: λ.
         grid: the units' grid; default: the layer's ``.grid``.
-        neighborhood: window size (int or (kh, kw)) sampled per step; None: all units.
-        seed: seed of the term's own generator for the window draws (None: global RNG).
+        neighborhood: window size (an int ≥ 1 or a pair (kh, kw) of ints ≥ 1) sampled per
+            step; None: all units.
+        seed: a non-negative int, the seed of the term's own generator for the window draws
+            (None: global RNG).
         unit_dim, sync: as in :class:`ActivationSimilarity`.
+
+    Raises:
+        TypeError: ``seed`` not an int, ``neighborhood`` not None/int/pair, ``unit_dim`` not
+            an int, ``sync`` not a bool.
+        ValueError: ``neighborhood`` entries < 1 or not a pair, ``seed`` < 0.
     """
 
     def __init__(
@@ -280,8 +290,9 @@ class SpatialCorrelation(_ActivationTerm):
         sync: bool = False,
     ) -> None:
         super().__init__(strength, grid, unit_dim, sync)
-        self.neighborhood = neighborhood
-        self.seed = seed
+        who = type(self).__name__
+        self.neighborhood = check_neighborhood(neighborhood, who)
+        self.seed = None if seed is None else check_int(seed, "seed", who, minimum=0, maximum=2**64 - 1)
         self._generator = None
 
     def loss(self, module: nn.Module, inputs, output) -> Tensor:

@@ -327,6 +327,36 @@ def activation_similarity(
     return neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend=backend)
 
 
+def check_neighborhood(neighborhood, who: str):
+    """``neighborhood`` for :func:`spatial_correlation`: None, an int k ≥ 1 or a pair
+    ``(kh, kw)`` of ints ≥ 1 (a list is taken as a pair); returned as None, an int or a tuple."""
+    if neighborhood is None:
+        return None
+    if isinstance(neighborhood, (tuple, list)):
+        if len(neighborhood) != 2:
+            raise ValueError(
+                f"{who}: neighborhood must be an int or a pair (kh, kw) of ints, got "
+                f"{len(neighborhood)} entries: {neighborhood!r}"
+            )
+        return tuple(check_int(k, f"neighborhood[{i}]", who, minimum=1) for i, k in enumerate(neighborhood))
+    if isinstance(neighborhood, bool) or not isinstance(neighborhood, int):
+        raise TypeError(
+            f"{who}: neighborhood must be None, an int >= 1 or a pair (kh, kw) of ints, got "
+            f"{type(neighborhood).__name__} ({neighborhood!r})"
+        )
+    return check_int(neighborhood, "neighborhood", who, minimum=1)
+
+
+def check_backend(backend, who: str) -> Optional[str]:
+    """``backend`` None or one of :data:`BACKENDS` (any case), as :func:`resolve_backend` takes it."""
+    if backend is None:
+        return None
+    if not isinstance(backend, str):
+        raise TypeError(f"{who}: backend must be None or one of {BACKENDS}, got {type(backend).__name__} ({backend!r})")
+    check_choice(backend.lower(), BACKENDS, "backend", who)
+    return backend
+
+
 def _pearson(x: Tensor, y: Tensor) -> Tensor:
     x = x - x.mean()
     y = y - y.mean()
@@ -369,14 +399,13 @@ def spatial_correlation(
         check_finite: as in :func:`weight_similarity`.
     """
     grid = as_grid(grid)
+    neighborhood = check_neighborhood(neighborhood, "spatial_correlation")
     X = _stimuli_view(activations, grid, "spatial_correlation", unit_dim)
     if check_finite:
         require_finite(activations, "activations", "spatial_correlation")
     H, W = grid.height, grid.width
     if neighborhood is not None:
-        kh, kw = (neighborhood, neighborhood) if isinstance(neighborhood, int) else tuple(neighborhood)
-        if not (isinstance(kh, int) and isinstance(kw, int)) or kh < 1 or kw < 1:
-            raise ValueError(f"neighborhood must be a positive int or (kh, kw), got {neighborhood!r}")
+        kh, kw = (neighborhood, neighborhood) if isinstance(neighborhood, int) else neighborhood
         kh, kw = min(kh, H), min(kw, W)
         r0 = int(torch.randint(0, H - kh + 1, (1,), generator=generator))
         c0 = int(torch.randint(0, W - kw + 1, (1,), generator=generator))
