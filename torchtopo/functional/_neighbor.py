@@ -68,9 +68,9 @@ def call_scale(X: Tensor) -> Tensor:
     if X.numel() == 0:
         return torch.ones((), dtype=acc, device=X.device)
     lo, hi = torch.aminmax(X.detach())
-    e = torch.log2(torch.maximum(lo.neg(), hi).to(acc)).floor_().nan_to_num_(0.0, 0.0, 0.0)  # 0, ±inf, NaN → 0
-    e = torch.where(e.abs() <= _SAFE_EXP, 0.0, e).clamp_min_(math.log2(torch.finfo(acc).tiny))
-    return torch.exp2(e)
+    e = torch.log2(torch.maximum(lo.neg(), hi).to(acc)).floor_()
+    e = e.mul_(e.abs() > _SAFE_EXP).nan_to_num_(0.0, 0.0, 0.0)  # in the window, 0, ±inf, NaN → 0
+    return torch.exp2(e.clamp_min_(math.log2(torch.finfo(acc).tiny)))
 
 
 def inv_scale(c: Tensor) -> Tensor:

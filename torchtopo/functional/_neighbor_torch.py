@@ -392,7 +392,8 @@ class SmallWalker:
     def _matrix(X: Tensor, c: Tensor) -> Tensor:
         """The (N, D) unit matrix of X/c in the accumulation dtype (one fused pass)."""
         P, H, W, Q = X.shape
-        return X.permute(1, 2, 0, 3).reshape(H * W, P * Q) * _factor(inv_scale(c))
+        Z = torch.empty((H, W, P, Q), dtype=acc_dtype(X.dtype), device=X.device)
+        return torch.mul(X.permute(1, 2, 0, 3), _factor(inv_scale(c)), out=Z).view(H * W, P * Q)
 
     def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
         Z = self._matrix(X, c)
