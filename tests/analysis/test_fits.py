@@ -253,3 +253,9 @@ def test_fit_gabor_chunks_match_one_batch():
         torch.testing.assert_close(chunked[name], one[name], atol=1e-6, rtol=1e-6)
     with pytest.raises(ValueError, match="chunk_size.*0"):
         fit_gabor(k, chunk_size=0)
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0, float("nan")])
+def test_log_kernel_needs_a_positive_sigma(sigma):
+    with pytest.raises(ValueError, match="sigma"):
+        log_kernel(5, sigma)

@@ -135,3 +135,9 @@ def test_correlation_vs_distance_brute_force():
     assert int(binned["count"].sum()) == out["pair_r"].numel()
     with pytest.raises(TypeError, match="bins must be"):
         A.correlation_vs_distance(a, (H, W), bins="x")
+
+
+def test_correlation_vs_distance_needs_increasing_bin_edges():
+    acts = torch.randn(20, 9)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        A.correlation_vs_distance(acts, (3, 3), bins=torch.tensor([3.0, 1.0, 2.0]))

@@ -41,3 +41,9 @@ def test_effective_dimensionality():
     lam = np.linalg.eigvalsh(np.cov(x.numpy(), rowvar=False))
     assert A.effective_dimensionality(x).item() == pytest.approx(lam.sum() ** 2 / (lam**2).sum(), rel=1e-9)
     assert A.effective_dimensionality(torch.ones(10, 3)).item() == 0.0
+
+
+@pytest.mark.parametrize("fn", [A.percent_zero, A.unit_entropy, A.input_sensitivity])
+def test_empty_stimulus_set_is_a_clear_error(fn):
+    with pytest.raises(ValueError, match="at least one sample"):
+        fn(torch.zeros(0, 8))

@@ -202,3 +202,10 @@ def test_normalized_conv2d_gradcheck_and_bad_input():
         TF.normalized_conv2d(torch.randn(2, 2, 8, 8), torch.randn(3, 2))
     with pytest.raises(ValueError, match="filter dimension"):
         TF.normalized_weight(torch.randn(3))
+
+
+def test_hebbian_cost_empty_batch_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least one image"):
+        TF.hebbian_cost(torch.zeros(0, 8))
+    with pytest.raises(ValueError, match="at least one image"):
+        TF.hebbian_cost(torch.zeros(0, 8, 4, 4))

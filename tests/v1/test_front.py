@@ -336,3 +336,13 @@ def test_vone_resnet18_and_generic_stem():
         with_v1_front(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)), V1Front.mnist(), stem="0")
     with pytest.raises(TypeError, match="V1Front"):
         with_v1_front(net, torch.nn.Identity())
+
+
+def test_integer_images_and_bad_seed_are_clear_errors():
+    front = V1Front(image_size=32, visual_degrees=2.0, simple_channels=4, complex_channels=4, stride=2)
+    with pytest.raises(TypeError, match=r"floating-point.*x.float\(\) / 255"):
+        front(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="seed must be an int"):
+        V1Front(image_size=32, simple_channels=4, complex_channels=4, seed="x")
+    with pytest.raises(TypeError, match="seed must be an int"):
+        tt.v1.distributions.sample_gabor_params(4, 4, seed="x")

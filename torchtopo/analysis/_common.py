@@ -19,7 +19,7 @@ def as_float(x: Tensor) -> Tensor:
 
 def as_activations(x: Any, who: str, name: str = "activations") -> Tensor:
     """(S, N) float view of activations; (S, C, H, W) conv maps are averaged over positions."""
-    x = check_tensor(x, name, who, dims=(2, 3, 4), floating=False)
+    x = check_tensor(x, name, who, dims=(2, 3, 4), floating=False, nonempty=True)
     if x.dim() > 2:
         x = x.flatten(2).mean(-1)
     return as_float(x)

@@ -23,7 +23,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
-from .._checks import check_int
+from .._checks import check_int, check_positive
 from ._fitting import check_filters, coords, levenberg_marquardt, r_squared
 from ._gabor_fit import fit_gabor, gabor_kernel
 
@@ -54,6 +54,7 @@ def log_kernel(size, sigma: float, *, amplitude: float = 1.0, center=(0.0, 0.0),
     Returns:
         (H, W) tensor.
     """
+    sigma = check_positive(sigma, "sigma", "log_kernel")
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     xx, yy = coords(h, w, torch.float64, device)
     r2 = (xx - center[0]) ** 2 + (yy - center[1]) ** 2

@@ -313,6 +313,8 @@ def correlation_vs_distance(
             edges = torch.linspace(0.0, dmax * (1 + 1e-9), bins + 1, dtype=torch.float64, device=r.device)
         elif isinstance(bins, Tensor) and bins.dim() == 1 and bins.numel() >= 2:
             edges = bins.to(r.device, torch.float64)
+            if not bool((edges[1:] > edges[:-1]).all()):
+                raise ValueError(f"{who}: bin edges must be strictly increasing, got {bins.tolist()}")
         else:
             raise TypeError(f"{who}: bins must be None, an int or a 1-D tensor of >= 2 edges, got {bins!r}")
         k = edges.numel() - 1

@@ -228,6 +228,11 @@ def hebbian_cost(z: Tensor, *, k_ratio: float = 0.1, demote: float = 0.1, dim: i
         raise ValueError(f"hebbian_cost: dim must be an int in [{-z.dim()}, {z.dim()}), got {dim!r}")
     k_ratio = check_fraction(k_ratio, "k_ratio", fn)
     demote = check_nonneg(demote, "demote", fn)
+    if z.numel() == 0:
+        raise ValueError(
+            f"hebbian_cost: z must hold at least one image and one position (the cost is a mean "
+            f"over them), got shape {tuple(z.shape)}"
+        )
     C = z.shape[dim]
     K = hebbian_k(C, k_ratio)
     if K >= C:

@@ -313,7 +313,7 @@ def sample_gabor_params(
     check_int(in_channels, "in_channels", who, minimum=1)
     if not -1.0 < float(sf_corr) < 1.0:
         raise ValueError(f"{who}: sf_corr must lie in (-1, 1), got {sf_corr!r}")
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(check_int(seed, "seed", "sample_gabor_params", minimum=0))
     n = n_simple + n_complex
     is_complex = torch.zeros(n, dtype=torch.bool)
     is_complex[n_simple:] = True

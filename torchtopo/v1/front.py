@@ -182,7 +182,7 @@ class V1Front(nn.Module):
         self.noise_level = check_positive(noise_level, "noise_level", "V1Front", allow_zero=True)
         self.k_exc = check_positive(k_exc, "k_exc", "V1Front")
         self.stochastic_eval = bool(stochastic_eval)
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed", "V1Front", minimum=0)
         self.out_channels = self.simple_channels + self.complex_channels
         self._size_warned = False
         self._gens: Dict[str, torch.Generator] = {}
@@ -329,6 +329,11 @@ class V1Front(nn.Module):
     def _check_input(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
             raise TypeError(f"V1Front: input must be a Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"V1Front: input must be a floating-point image tensor in [0, 1], got dtype {x.dtype} "
+                f"(convert 8-bit images with x.float() / 255)"
+            )
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"V1Front: expected input of shape (B, {self.in_channels}, H, W), got "
                              f"{tuple(x.shape)}")
