@@ -387,9 +387,10 @@ def assert_torch_path_matches_brute_force(X, leaf, grid, distance, sign="signed"
     budget=st.sampled_from([1, 7, 13, 97, 600, 1 << 18]),
     seed=st.integers(0, 2**16),
     sign=st.sampled_from(["signed", "absolute", "squared"]),
+    min_run=st.sampled_from([1, 64]),
 )
 def test_tiled_torch_path_matches_brute_force_on_larger_grids(
-    layout, H, W, a, b, radius, metric, wrap, distance, budget, seed, sign, monkeypatch
+    layout, H, W, a, b, radius, metric, wrap, distance, budget, seed, sign, min_run, monkeypatch
 ):
     """Grids large enough for several bands of rows with halos on both sides, torus bands that
     wrap, flat pieces whose shifts cross row ends, and vector-only tiles whose products are
@@ -398,10 +399,52 @@ def test_tiled_torch_path_matches_brute_force_on_larger_grids(
     if grid.n_pairs == 0:
         return
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    monkeypatch.setattr(T, "_MIN_RUN", min_run)  # 1: whole-grid tiles split along post wherever they fit
     monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
     leaf, X = make_view(layout, H, W, a, b, seed=seed)
     sign = sign if distance in ("cosine", "correlation") else "signed"
     assert_torch_path_matches_brute_force(X, leaf, grid, distance, sign)
+
+
+@pytest.mark.parametrize("layout, a, b", [("rows", 13, 1), ("conv", 2, 7)])
+@pytest.mark.parametrize("wrap", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_whole_grid_tiles_split_along_post(layout, a, b, wrap, dtype, monkeypatch):
+    """Weight-like views (few units, long vectors): whole-grid tiles cut along post only, the
+    last chunk shorter (a size-1 chunk for the rows layout), their products deferred; value and
+    gradient are the brute force's (float64) or the one-tile plan's (bfloat16, exact)."""
+    H, W = 4, 5
+    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
+    monkeypatch.setattr(T, "_MIN_RUN", 1)
+    monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 2 * H * W * (4 if layout == "rows" else 3))  # chunks of 4 / 3
+    grid = tt.Grid(H, W, radius=1.5, wrap=wrap)
+    Q = a if layout == "rows" else b
+    tiles = T._tiles((1 if layout == "rows" else a, H, W, Q), 2)
+    assert all(t[2:] == (0, H) for t in tiles) and len({t[1].start for t in tiles}) == -(-Q // (T._CHUNK_ELEMENTS // (2 * H * W)))
+    for distance in DISTANCES:
+        leaf, X = make_view(layout, H, W, a, b, dtype=dtype, seed=5)
+        if dtype == torch.float64:
+            assert_torch_path_matches_brute_force(X, leaf, grid, distance)
+            continue
+        got = F.neighbor_distance_mean(X, grid, distance=distance, backend="torch")
+        (g_got,) = torch.autograd.grad(got, leaf)
+        with monkeypatch.context() as m:
+            m.setattr(T, "_CHUNK_ELEMENTS", 1 << 18)  # one tile
+            ref = F.neighbor_distance_mean(X, grid, distance=distance, backend="torch")
+            (g_ref,) = torch.autograd.grad(ref, leaf)
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(g_got.float(), g_ref.float(), rtol=0, atol=0)
+
+
+def test_weight_view_of_a_wide_conv_is_a_handful_of_whole_grid_tiles():
+    """A ResNet-18 layer4 weight (512 units on 16 × 32, rows of 512·3·3 = 4608): whole-grid
+    tiles along the rows (no halo), a few dozen at most, each within the budget; bands of grid
+    rows would need one-row bands cut into hundreds of chunks."""
+    for halo in (0, 2, 4):
+        tiles = T._tiles((1, 16, 32, 4608), halo)
+        assert 1 < len(tiles) <= 32
+        assert all(t[2:] == (0, 16) and (t[1].stop - t[1].start) * 512 <= T._CHUNK_ELEMENTS for t in tiles)
+        assert [t[1].start for t in tiles] == sorted({t[1].start for t in tiles}) and tiles[-1][1].stop == 4608
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -451,9 +494,11 @@ def test_tiled_torch_path_on_grids_narrower_than_the_stencil(H, W, budget, monke
     Q=st.integers(0, 40),
     halo=st.integers(0, 6),
     budget=st.integers(1, 5000),
+    min_run=st.integers(1, 80),
 )
-def test_tiles_cover_the_view_exactly_once_within_the_budget(P, H, W, Q, halo, budget, monkeypatch):
+def test_tiles_cover_the_view_exactly_once_within_the_budget(P, H, W, Q, halo, budget, min_run, monkeypatch):
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
+    monkeypatch.setattr(T, "_MIN_RUN", min_run)
     monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
     tiles = T._tiles((P, H, W, Q), halo)
     cover = torch.zeros(P, H, W, Q, dtype=torch.int32)

@@ -33,6 +33,9 @@ def safe_sqrt(s: Tensor) -> Tensor:
 # over a tile only the first reads from memory; peak extra memory is a few tiles whatever the
 # input's size (plus the gradient and O(offsets × N) coefficients).
 _CHUNK_ELEMENTS = 1 << 18
+# Shortest chunk of ``post`` (contiguous elements per unit) for which whole-grid tiles split
+# along ``post`` are preferred to bands of grid rows with halos.
+_MIN_RUN = 64
 
 
 def _col_pairs(W: int, dc: int, wrap: bool):
@@ -64,8 +67,10 @@ def _pair_blocks(H: int, W: int, dr: int, dc: int, wrap: bool):
 def _tiles(shape, halo: int):
     """Tiles ``(pre slice, post slice, r0, r1)`` of a ``(pre, H, W, post)`` view, each of at most
     about ``_CHUNK_ELEMENTS`` elements counting ``halo`` extra grid rows.  A grid that fits whole
-    is split along ``pre`` (no halo needed; half-budget tiles); a larger one into bands of grid
-    rows, and only where a single band with its halo is still too large along ``post`` too."""
+    is split along ``pre`` (no halo needed; half-budget tiles); one whose units fit a half-budget
+    tile with contiguous runs of at least ``_MIN_RUN`` elements of ``post`` is split along
+    ``post`` (whole grid, no halo); a larger one into bands of grid rows, and only where a
+    single band with its halo is still too large along ``post`` too."""
     P, H, W, Q = shape
     if P * H * W * Q == 0:
         return []
@@ -76,6 +81,11 @@ def _tiles(shape, halo: int):
         # of the forward walk they stay closer to L2 (about 12 % faster for AS at 128² units
         # × batch 256 in an interleaved A/B), while bands need the full budget to amortise halos
         pc, qc, rc = max(1, min(P, (budget // 2) // (H * row))), Q, H
+    elif (budget // 2) // (H * W) >= min(Q, _MIN_RUN):
+        # the whole grid × chunks of post (weight views: few units, long rows): no halo, since
+        # the pair sums over the vector add across chunks, and a handful of tiles where bands
+        # of one row would need hundreds (e.g. 512 units × 4608: 18 tiles, not ~1000)
+        pc, qc, rc = 1, (budget // 2) // (H * W), H
     else:
         pc, rc, qc = 1, budget // row - halo, Q
         if rc < 1:
@@ -122,7 +132,7 @@ def _tile(X: Tensor, ps: slice, qs: slice, lo: int, hi: int, wrap: bool, inv: Te
         idx = torch.arange(lo, hi, device=X.device) % H
         x = X[ps, :, :, qs].index_select(1, idx)
         m = None if neg_mean is None else neg_mean.index_select(0, idx)
-    if x.shape[3] == 1:
+    if X.shape[3] == 1:  # (not a size-1 chunk of a longer post: deferred buffers keep their rank)
         x = x[..., 0]
     out = scratch.get("tile", x.shape)
     if m is not None:  # x/c − mean: x·(1/c) is exact (a power of two), so one rounding, as before
@@ -173,7 +183,8 @@ class _PairSums:
         if key not in self.bufs:  # the first tile is the largest: its product fills the buffer
             self.bufs[key] = (torch.mul(a, b), target, unit_dims)
         else:
-            self.bufs[key][0][: a.shape[0]].addcmul_(a, b)
+            buf = self.bufs[key][0]  # a later tile may be shorter along pre or post
+            buf[tuple(slice(0, n) for n in a.shape)].addcmul_(a, b)
 
     def flush(self) -> None:
         for buf, target, unit_dims in self.bufs.values():
