@@ -612,11 +612,24 @@ def _example_page(path: Path) -> str:
             "`python docs/scripts/example_figures.py " + name + "` to produce them.\n"
         )
         return "\n".join(out)
+    quick = "--quick" in cmd.split()
+    extra = []
+    if meta.get("seconds"):
+        extra.append(f"{float(meta['seconds']):,.0f} s wall time")
+    if meta.get("machine"):
+        extra.append(str(meta["machine"]))
+    if meta.get("note"):
+        extra.append(str(meta["note"]))
+    where = f" ({'; '.join(extra)})" if extra else ""
+    if quick:
+        caveat = ("a smoke test: small models trained briefly on the offline data, so read it for "
+                  "what the report shows and how, not for the paper's numbers")
+    else:
+        caveat = ("its own report says what this run can and cannot decide, with the number of "
+                  "seeds and the confidence intervals behind every verdict")
     out.append(
-        "## A quick run\n\n"
-        f"What `{cmd}` wrote (copied by `docs/scripts/example_figures.py`): small models trained "
-        "briefly on the offline data, so read it for what the report shows and how, not for "
-        "the paper's numbers.\n"
+        f"## {'A quick run' if quick else 'A committed run'}\n\n"
+        f"What `{cmd}` wrote{where}: {caveat}.\n"
     )
     referenced = set()
     if report.exists():
