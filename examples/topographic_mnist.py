@@ -20,8 +20,8 @@ confidence interval.  The AS training code is not released, so the AS forms run 
     python examples/topographic_mnist.py --full             # the paper's λ grid, 10 seeds
     python examples/topographic_mnist.py --dataset cifar10 --data-root ~/data
 
-Offline by default: the 4,000/1,000 real MNIST digits of ``tt.data.mnist_sample()``.  Writes
-``report.md``, ``results.json`` and PNG figures into ``--out``; trained models and their
+Offline by default: the 4,000/1,000 real MNIST digits of ``tt.data.mnist_sample()``.
+Writes ``report.md``, ``results.json`` and PNG figures into ``--out``; trained models and their
 evaluations are kept in ``--out/checkpoints`` and a rerun skips the finished ones.
 """
 from __future__ import annotations

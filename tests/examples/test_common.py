@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(ROOT, "examples"))
 import _common as C  # noqa: E402
 import _store as S  # noqa: E402
 
-SCRIPTS = ["v1_front_robustness", "hebbian_divisive", "lgn_lateral_emergence"]
+SCRIPTS = ["topographic_mnist", "v1_front_robustness", "hebbian_divisive", "lgn_lateral_emergence"]
 
 
 # ------------------------------------------------------------------------------ lock
