@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .._checks import check_finite, check_tensor
 
-__all__ = ["coords", "check_filters", "levenberg_marquardt", "r_squared"]
+__all__ = ["coords", "check_filters", "flat_problem", "levenberg_marquardt", "r_squared"]
 
 
 def coords(h: int, w: int, dtype, device) -> Tuple[Tensor, Tensor]:
@@ -36,6 +36,14 @@ def check_filters(filters, where: str, min_size: int = 3) -> Tensor:
             f"{where}: filters must be at least {min_size}×{min_size}, got {tuple(filters.shape[-2:])}"
         )
     return check_finite(filters, "filters", where)
+
+
+def flat_problem(filters: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The fits' common set-up: ``(data, xf, yf)``, the (n, H·W) float64 filters and the flat
+    pixel coordinates (y up) they are fitted on."""
+    h, w = filters.shape[-2:]
+    xx, yy = coords(h, w, torch.float64, filters.device)
+    return filters.reshape(-1, h * w).to(torch.float64), xx.flatten(), yy.flatten()
 
 
 def levenberg_marquardt(

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_real
 from ..functional.gabor import gabor_at
-from ._fitting import check_filters, coords, levenberg_marquardt, r_squared
+from ._fitting import check_filters, coords, flat_problem, levenberg_marquardt, r_squared
 
 __all__ = ["gabor_kernel", "fit_gabor"]
 
@@ -167,10 +167,8 @@ def fit_gabor(filters: Tensor, *, offset: bool = True, iters: int = 60, chunk_si
         return {k: torch.cat([q[k] for q in parts]).reshape(tuple(lead) + tuple(parts[0][k].shape[1:]))
                 for k in parts[0]}
     dev = filters.device
-    data = filters.reshape(-1, h * w).to(torch.float64)
+    data, xf, yf = flat_problem(filters)
     n = data.shape[0]
-    xx, yy = coords(h, w, torch.float64, dev)
-    xf, yf = xx.flatten(), yy.flatten()
     use_c = 1.0 if offset else 0.0
     size = float(max(h, w))
     two_pi = 2.0 * math.pi

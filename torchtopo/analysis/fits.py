@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_positive
-from ._fitting import check_filters, coords, levenberg_marquardt, r_squared
+from ._fitting import check_filters, coords, flat_problem, levenberg_marquardt, r_squared
 from ._gabor_fit import fit_gabor, gabor_kernel
 
 __all__ = ["fit_log", "fit_gabor", "log_kernel", "gabor_kernel", "radial_symmetry"]
@@ -130,10 +130,8 @@ def fit_log(filters: Tensor, *, offset: bool = True, iters: int = 60) -> Dict[st
     h, w = filters.shape[-2:]
     lead = filters.shape[:-2]
     dev = filters.device
-    data = filters.reshape(-1, h * w).to(torch.float64)
+    data, xf, yf = flat_problem(filters)
     n = data.shape[0]
-    xx, yy = coords(h, w, torch.float64, dev)
-    xf, yf = xx.flatten(), yy.flatten()
     use_c = 1.0 if offset else 0.0
     size = max(h, w)
 
