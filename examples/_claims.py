@@ -27,6 +27,11 @@ CHANCE = 10.0  # %, ten classes
 FLOOR = CHANCE + 5.0
 
 
+def cell(text) -> str:
+    """``text`` safe inside a Markdown table cell (a ``|`` such as in ``1 − |r|`` would split it)."""
+    return str(text).replace("|", "\\|")
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -94,7 +99,7 @@ def table(summary: Dict[str, Dict], names: Sequence[str], keys: Sequence[str], f
             continue
         cells = [fmt_cell(*s.get(k, [float("nan"), float("nan")]), s["n"], fmt.get(k, "{:.3f}"),
                           interval=s.get("ci", {}).get(k) if interval else None) for k in keys]
-        rows.append(f"| {(labels or {}).get(name, name)} | {s['n']} | " + " | ".join(cells) + " |")
+        rows.append(f"| {cell((labels or {}).get(name, name))} | {s['n']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -198,7 +203,7 @@ def claims(results: Dict[str, List[Dict]], conds: Sequence[Dict], args) -> List[
               "localization", "control", {"WS"}, {}),
              ("accuracy is largely kept", "test acc. (pp; agrees: CI above −1)", "acc", "control", {"WS", "AS"},
               {"tolerance": 1.0})]
-    head = "| published claim | measure | " + " | ".join(c["label"] for c in cols) + " |"
+    head = "| published claim | measure | " + " | ".join(cell(c["label"]) for c in cols) + " |"
     lines = [head, "|---|---|" + "---|" * len(cols)]
     for claim, what, key, b, about, opt in rows:
         if b is None:
@@ -217,5 +222,5 @@ def claims(results: Dict[str, List[Dict]], conds: Sequence[Dict], args) -> List[
             num = fmt_diff(d) + extra
             cells.append(f"**{verdict(d, **opt)}** {num}" if c["method"] in about else f"({num})")
         if seen:
-            lines.append(f"| {claim} | {what} | " + " | ".join(cells) + " |")
+            lines.append(f"| {cell(claim)} | {cell(what)} | " + " | ".join(cells) + " |")
     return lines
