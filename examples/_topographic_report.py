@@ -264,7 +264,9 @@ def report(args, data, summary, results, conds, tabs, claim_lines, files, elapse
         f"{args.ws_distance}, AS distance {args.as_distance} (pre-ReLU fc1, 11×11, 8 neighbours). {n_models} models; "
         f"this invocation took {elapsed / 60:.1f} min with {args.threads or torch.get_num_threads()} thread(s) per "
         f"process and {args.jobs} process(es) ({counts['trained']} trained, {counts['loaded']} loaded from "
-        "--out/checkpoints). Tables: mean ± SD over seeds (a single seed shows the value alone).\n\n",
+        "--out/checkpoints)" + (f"; its training processes used {args.worker_cpu_s / 60:.1f} CPU-minutes in all"
+                                 if getattr(args, "worker_cpu_s", None) else "")
+        + ". Tables: mean ± SD over seeds (a single seed shows the value alone).\n\n",
         legend + "\n",
         "## Training\n\nacc: test accuracy (%); val_acc: validation accuracy at the kept epoch; epochs_run / "
         "best_epoch: epochs trained and the kept (best validation loss) epoch; train_s / eval_s: seconds per model.\n\n",

@@ -34,6 +34,8 @@ import inspect
 import json
 import math
 import os
+import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -378,6 +380,15 @@ def _done(args, jobs, since: float = 0.0) -> int:
     return sum(f"{c['name']}_seed{s}.eval-{key}.json" in have for c, s in jobs)
 
 
+def claim(queue: str, tag: str) -> bool:
+    """Atomically claim model ``tag`` in the directory ``queue``: True for the first process only."""
+    try:
+        os.close(os.open(os.path.join(queue, tag), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def run_parallel(args, argv: List[str], jobs) -> None:
     """``--jobs N``: N processes of this script with ``--shard K/N --threads 1``, logs in
     ``--out/logs``; a progress bar over the models (with the time left) while they run."""
@@ -385,6 +396,9 @@ def run_parallel(args, argv: List[str], jobs) -> None:
     os.makedirs(logs, exist_ok=True)
     env = dict(os.environ, TQDM_DISABLE="1", OMP_NUM_THREADS="1")
     procs, n = [], min(args.jobs, len(jobs))
+    queue = os.path.join(logs, "claims")  # the workers' shared queue of models (see claim)
+    shutil.rmtree(queue, ignore_errors=True)
+    os.makedirs(queue)
     since = time.time() if args.no_resume else 0.0  # --no-resume: count only evaluations saved from now on
     for k in range(n):
         cmd = [sys.executable, os.path.abspath(__file__), *argv, "--jobs", "1", "--shard", f"{k}/{n}", "--threads", "1"]
@@ -402,6 +416,8 @@ def run_parallel(args, argv: List[str], jobs) -> None:
         shown = now
     if hasattr(bar, "close"):
         bar.close()
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    args.worker_cpu_s = cpu.ru_utime + cpu.ru_stime  # what the run costs on a machine of its own
     bad = [k for k, p in enumerate(procs) if p.returncode != 0]
     if bad:
         raise SystemExit(f"training process(es) {bad} failed: see {logs}/shard{bad[0]}.log")
@@ -427,11 +443,18 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     counts = {"trained": 0, "loaded": 0}
     if args.shard is not None:
         k, n = args.shard
+        queue = os.path.join(args.out, "logs", "claims")
         for i, (cond, seed) in enumerate(jobs):
-            if i % n == k:
-                _, res = run_one(cond, seed, args, data, ck, counts)
-                say(f"[shard {k}/{n}] {cond['name']} seed {seed}: acc {res['acc']:.1f} %, "
-                    f"{res['epochs_run']} epochs (best {res['best_epoch']})")
+            # under --jobs the workers take the next unclaimed model (models need 50-150 epochs, so
+            # a fixed split leaves one process idle); a hand-started --shard takes every n-th
+            if not (claim(queue, f"{cond['name']}_seed{seed}") if os.path.isdir(queue) else i % n == k):
+                continue
+            _, res = run_one(cond, seed, args, data, ck, counts)
+            say(f"[shard {k}/{n}] {cond['name']} seed {seed}: acc {res['acc']:.1f} %, "
+                f"{res['epochs_run']} epochs (best {res['best_epoch']})")
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
+        say(f"[shard {k}/{n}] done: {counts['trained']} trained, {counts['loaded']} loaded, "
+            f"CPU time {(cpu.ru_utime + cpu.ru_stime) / 60:.1f} min")
         return {"shard": list(args.shard), "counts": counts}
     if args.jobs > 1 and not args.no_train and (args.no_resume or _done(args, jobs) < len(jobs)):
         run_parallel(args, argv, jobs)
