@@ -448,7 +448,9 @@ def test_scale_is_a_power_of_two_and_exact():
     w = torch.randn(12, 7, dtype=torch.float64)
     assert float(call_scale(w)) == 1.0
     c = float(call_scale(w * 2.0**40))
-    assert c == 2.0 ** round(math.log2(c)) and 1 <= float((w * 2.0**40).abs().max()) / c < 2
+    assert c == 2.0 ** round(math.log2(c)) and 2.0**16 <= float((w * 2.0**40).abs().max()) / c < 2.0**17
+    c = float(call_scale(w * 2.0**-40))  # small inputs are brought into [2⁻¹⁶, 2⁻¹⁵)
+    assert c == 2.0 ** round(math.log2(c)) and 2.0**-16 <= float((w * 2.0**-40).abs().max()) / c < 2.0**-15
     g = tt.Grid(3, 4)
     for distance in DIST:
         base = TF.weight_similarity(w, g, distance=distance)
@@ -460,7 +462,7 @@ def test_scale_is_a_power_of_two_and_exact():
 
 @pytest.mark.parametrize("backend_small", [True, False])
 def test_scale_keeps_extreme_magnitudes_finite(backend_small, monkeypatch):
-    """Subnormal inputs: c is clamped to the smallest normal number, so 1/c stays finite and so
+    """Subnormal inputs: c is a normal number (at least the smallest), so 1/c stays finite and so
     does the loss (not the gradient: a scale-free loss has gradients ~1/|x| ≈ 10⁴¹); values
     near float32's largest: the correlation means are summed after scaling (an unscaled sum
     overflows), loss and gradient finite."""
@@ -469,10 +471,13 @@ def test_scale_keeps_extreme_magnitudes_finite(backend_small, monkeypatch):
 
     if not backend_small:
         monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
+        monkeypatch.setattr(T, "_GRAM_ELEMENTS", 0)
         monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 64)
     tiny = torch.finfo(torch.float32).tiny
     sub = torch.randn(40, 12) * tiny * 2.0**-10  # subnormal
-    assert float(call_scale(sub)) == tiny and torch.isfinite(1 / call_scale(sub))
+    c = float(call_scale(sub))
+    assert c >= tiny and 2.0**-16 <= float(sub.abs().max()) / c < 2.0**-15 and torch.isfinite(1 / call_scale(sub))
+    assert float(call_scale(torch.full((3,), 2.0**-149))) == tiny  # the smallest subnormal: clamped
     huge = (torch.rand(64, 12) + 1) * 3e37
     assert not torch.isfinite(huge.sum(0)).all()  # the sum an unscaled mean would take
     g = tt.Grid(3, 4)

@@ -39,6 +39,12 @@ def kernel(X, grid, distance, sign="signed", **blocks):
     return F.neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend="triton")
 
 
+def tiles_only(mp):
+    """Route every input through the tiled walks (no small-input path)."""
+    mp.setattr(T, "_SMALL_ELEMENTS", 0)
+    mp.setattr(T, "_GRAM_ELEMENTS", 0)
+
+
 def torch_path(X, grid, distance, sign="signed"):
     return F.neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend="torch")
 
@@ -400,7 +406,7 @@ def test_tiled_torch_path_matches_brute_force_on_larger_grids(
         return
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
     monkeypatch.setattr(T, "_MIN_RUN", min_run)  # 1: whole-grid tiles split along post wherever they fit
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
+    tiles_only(monkeypatch)
     leaf, X = make_view(layout, H, W, a, b, seed=seed)
     sign = sign if distance in ("cosine", "correlation") else "signed"
     assert_torch_path_matches_brute_force(X, leaf, grid, distance, sign)
@@ -414,7 +420,7 @@ def test_whole_grid_tiles_split_along_post(layout, a, b, wrap, dtype, monkeypatc
     last chunk shorter (a size-1 chunk for the rows layout), their products deferred; value and
     gradient are the brute force's (float64) or the one-tile plan's (bfloat16, exact)."""
     H, W = 4, 5
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
+    tiles_only(monkeypatch)
     monkeypatch.setattr(T, "_MIN_RUN", 1)
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 2 * H * W * (4 if layout == "rows" else 3))  # chunks of 4 / 3
     grid = tt.Grid(H, W, radius=1.5, wrap=wrap)
@@ -455,7 +461,7 @@ def test_tiled_torch_path_half_precision(dtype, layout, wrap, budget, monkeypatc
     """Half inputs: each tile is converted to fp32 (scratch copies, a fp32 gradient band copied
     out), so value and gradient equal the fp32 computation on the same (rounded) numbers."""
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
+    tiles_only(monkeypatch)
     grid = tt.Grid(6, 7, radius=1.5, wrap=wrap)
     for distance in DISTANCES:
         leaf32, X32 = make_view(layout, 6, 7, 5, 3, dtype=torch.float32, seed=11)
@@ -479,7 +485,7 @@ def test_tiled_torch_path_on_grids_narrower_than_the_stencil(H, W, budget, monke
     """Offsets with |dc| ≥ W give flat shifts dr·W + dc that are negative or reach past the last
     unit; none of their pairs exist, and no piece may index outside the grid."""
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
+    tiles_only(monkeypatch)
     for distance in DISTANCES:
         grid = tt.Grid(H, W, radius=2)
         leaf, X = make_view("rows", H, W, 3, 1, seed=H * 10 + W)
@@ -499,7 +505,7 @@ def test_tiled_torch_path_on_grids_narrower_than_the_stencil(H, W, budget, monke
 def test_tiles_cover_the_view_exactly_once_within_the_budget(P, H, W, Q, halo, budget, min_run, monkeypatch):
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", budget)
     monkeypatch.setattr(T, "_MIN_RUN", min_run)
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)  # the tiles, not the small-grid walk
+    tiles_only(monkeypatch)
     tiles = T._tiles((P, H, W, Q), halo)
     cover = torch.zeros(P, H, W, Q, dtype=torch.int32)
     for ps, qs, r0, r1 in tiles:
@@ -526,7 +532,7 @@ def test_vector_only_tiles_defer_their_products(monkeypatch):
 
     monkeypatch.setattr(T._PairSums, "flush", flush)
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # 4 × 5 units: one batch row per (half-budget) tile
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
+    tiles_only(monkeypatch)
     grid = tt.Grid(4, 5)
     leaf, X = make_view("dense", 4, 5, 7, 1, seed=3)
     got = F.neighbor_distance_mean(X, grid, distance="correlation", backend="torch")
@@ -560,7 +566,7 @@ def test_double_backward(distance, backend):
 @pytest.mark.parametrize("distance", DISTANCES)
 def test_torch_path_gradcheck(distance, monkeypatch):
     monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 8)
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
+    tiles_only(monkeypatch)
     grid = tt.Grid(3, 4, radius=2, wrap=False)
     x = (torch.randn(3, 12, 2, dtype=torch.float64) + 0.5).requires_grad_()
     assert torch.autograd.gradcheck(
@@ -580,7 +586,7 @@ def test_compile_mode_walks_match_the_chunked_path(distance, monkeypatch):
 
     grid = tt.Grid(5, 5, radius=2, wrap=True)
     assert not grid.aliased
-    monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
+    tiles_only(monkeypatch)
     leaf, X = make_view("conv", 5, 5, 3, 2, seed=7)
     ref = torch_path(X, grid, distance)
     (g_ref,) = torch.autograd.grad(ref, leaf)
@@ -616,7 +622,7 @@ def test_small_grid_walk_matches_brute_force_and_the_tiles(layout, H, W, a, b, r
         return
     sign = sign if distance in ("cosine", "correlation") else "signed"
     leaf, X = make_view(layout, H, W, a, b, dtype=dtype, seed=seed)
-    assert isinstance(T.torch_walker(X, grid), T.SmallWalker)
+    assert T.small_input(X, grid, distance)
     got = torch_path(X, grid, distance, sign)
     (g_got,) = torch.autograd.grad(got, leaf)
     ref = brute_force(X.double(), grid, distance, sign)
@@ -625,29 +631,97 @@ def test_small_grid_walk_matches_brute_force_and_the_tiles(layout, H, W, a, b, r
     torch.testing.assert_close(got.double(), ref, **tol)
     torch.testing.assert_close(g_got.double(), g_ref.double(), **tol)
     with monkeypatch.context() as m:  # (hypothesis reuses the fixture across examples)
-        m.setattr(T, "_SMALL_ELEMENTS", 0)
-        assert isinstance(T.torch_walker(X, grid), T.TorchWalker)
+        tiles_only(m)
+        assert not T.small_input(X, grid, distance)
         tiles = torch_path(X, grid, distance, sign)
         (g_tiles,) = torch.autograd.grad(tiles, leaf)
     torch.testing.assert_close(got, tiles, **tol)
     torch.testing.assert_close(g_got, g_tiles, **tol)
 
 
-def test_small_grid_walk_saves_only_the_input():
+SIGNED_FORMS = [(d, s) for d in DISTANCES for s in (("signed", "absolute", "squared") if d in ("cosine", "correlation") else ("signed",))]
+
+
+@pytest.mark.parametrize("distance, sign", SIGNED_FORMS)
+@pytest.mark.parametrize("layout", ["rows", "dense", "conv"])
+def test_small_input_path_gradcheck(distance, sign, layout):
+    """The small-input path's hand-written backward (Gram form for the angular distances, pair
+    differences for the Euclidean ones) against finite differences, float64, on a torus with
+    radius 1.5 and on a bounded grid with a Manhattan radius 2."""
+    for grid in (tt.Grid(3, 4, radius=1.5, wrap=True), tt.Grid(3, 4, radius=2, metric="manhattan")):
+        if grid.aliased:
+            continue
+        leaf, X = make_view(layout, 3, 4, 3, 2, seed=len(distance) + len(sign))
+        leaf = (leaf.detach() + 0.3).requires_grad_()
+        assert T.small_input(F.unit_view(leaf, grid, "rows" if layout == "rows" else "columns"), grid, distance)
+        view = "rows" if layout == "rows" else "columns"
+        assert torch.autograd.gradcheck(lambda x: torch_path(F.unit_view(x, grid, view), grid, distance, sign), (leaf,))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["rows", "dense", "conv"])
+def test_small_input_path_half_precision(dtype, layout):
+    """Half inputs on the small-input path: converted to fp32 with the scale (one pass), so value
+    and gradient equal the fp32 path's on the same rounded numbers (to fp32 rounding)."""
+    grid = tt.Grid(5, 6, radius=1.5)
+    for distance, sign in SIGNED_FORMS:
+        leaf32, _ = make_view(layout, 5, 6, 4, 3, dtype=torch.float32, seed=2)
+        leaf16 = leaf32.detach().to(dtype).requires_grad_()
+        up = leaf16.detach().float().requires_grad_()
+        view = "rows" if layout == "rows" else "columns"
+        got = torch_path(F.unit_view(leaf16, grid, view), grid, distance, sign)
+        ref = torch_path(F.unit_view(up, grid, view), grid, distance, sign)
+        assert got.dtype == torch.float32 and T.small_input(F.unit_view(up, grid, view), grid, distance)
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+        (g16,) = torch.autograd.grad(got, leaf16)
+        (g32,) = torch.autograd.grad(ref, up)
+        assert g16.dtype == dtype
+        torch.testing.assert_close(g16.float(), g32.to(dtype).float(), rtol=0, atol=0)
+
+
+def test_small_input_threshold_and_neighbour_cache():
+    """Which inputs take the small-input path (N²·D ≤ 2²³ for the angular distances, pairs·D ≤
+    2¹⁶ for the Euclidean ones), and the cached adjacency matrix: symmetric, 0/1, each unit's
+    row summing to its number of neighbours, one entry per grid, device and dtype."""
+    from torchtopo.functional import _neighbor_small as S
+
+    g = tt.Grid(11, 11)
+    assert T.small_input(torch.empty(1, 11, 11, 64), g, "cosine")
+    assert T.small_input(torch.empty(1, 11, 11, 64), g, "euclidean")
+    big = tt.Grid(16, 16)  # 256 units
+    assert T.small_input(torch.empty(1, 16, 16, 128), big, "correlation")  # 2^23
+    assert not T.small_input(torch.empty(1, 16, 16, 129), big, "correlation")
+    assert not T.small_input(torch.empty(256, 16, 16, 1), big, "euclidean")  # 870 pairs x 256 > 2^16
+    A, i, j, ij = S._neighbours(g, torch.device("cpu"), torch.float64)
+    assert torch.equal(A, A.T) and set(A.unique().tolist()) == {0.0, 1.0} and float(A.diagonal().abs().sum()) == 0
+    deg = torch.zeros(g.n_units).index_add_(0, i, torch.ones(len(i))).index_add_(0, j, torch.ones(len(j)))
+    assert torch.equal(A.sum(1), deg.double()) and int(A.sum()) == 2 * g.n_pairs
+    assert torch.equal(ij, torch.cat([i, j]))
+    assert S._neighbours(tt.Grid(11, 11), torch.device("cpu"), torch.float64)[0] is A  # equal grids share it
+    assert S._neighbours(g, torch.device("cpu"), torch.float32)[0].dtype == torch.float32
+
+
+@pytest.mark.parametrize("distance, sign", [("correlation", "signed"), ("cosine", "squared"), ("euclidean", "signed")])
+def test_small_input_path_saves_little(distance, sign):
+    """The small-input path saves the input itself and tensors no larger than the scaled unit
+    matrix (N × D), the N × N pair-similarity matrix or the pairs' differences (P × D)."""
     grid = tt.Grid(11, 11)
     w = torch.randn(121, 64, requires_grad=True)
-    assert isinstance(T.torch_walker(F.unit_view(w, grid, "rows"), grid), T.SmallWalker)
+    assert T.small_input(F.unit_view(w, grid, "rows"), grid, distance)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        loss = F.weight_similarity(w, grid, distance="correlation", backend="torch")
-    big = [t for t in saved if t.numel() > grid.n_pairs]
-    assert len(big) == 1 and big[0].data_ptr() == w.data_ptr()
+        loss = F.activation_similarity(w.T, grid, distance=distance, sign=sign, backend="torch")
+    assert any(t.data_ptr() == w.data_ptr() for t in saved)
+    bound = max(121 * 64, 121 * 121, grid.n_pairs * 64)
+    assert all(t.numel() <= bound for t in saved) and sum(t.numel() for t in saved if t.data_ptr() != w.data_ptr()) <= 2 * bound
     loss.backward()
     assert torch.isfinite(w.grad).all()
 
 
-def test_torch_path_saves_only_per_pair_state():
-    """Backward state is X plus O(offsets × N) coefficients, never a copy of the pairs' vectors."""
+def test_torch_path_saves_only_per_pair_state(monkeypatch):
+    """Backward state of the tiled walks is X plus O(offsets × N) coefficients, never a copy of
+    the pairs' vectors."""
+    tiles_only(monkeypatch)
     grid = tt.Grid(16, 16, radius=2)
     w = torch.randn(256, 64, requires_grad=True)
     saved = []
@@ -709,7 +783,7 @@ def test_torch_path_never_reads_back_to_the_host(walk, dtype, scale, monkeypatch
     the guard, and the gradients finite (the loss too, except the squared Euclidean mean of
     values of 10²⁰, which exceeds float32)."""
     if walk == "tiles":
-        monkeypatch.setattr(T, "_SMALL_ELEMENTS", 0)
+        tiles_only(monkeypatch)
         monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # several bands with halos
     calls = _ws_as_calls(dtype, scale, "torch")
     want = []
@@ -750,6 +824,7 @@ def test_torch_path_traces_into_one_graph(monkeypatch):
     w = torch.randn(20, 6, requires_grad=True)
     for small in (1 << 16, 0):
         monkeypatch.setattr(T, "_SMALL_ELEMENTS", small)
+        monkeypatch.setattr(T, "_GRAM_ELEMENTS", small)
         monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 1 << 18 if small else 50)
         f = lambda x: F.weight_similarity(x * 1e20, grid, distance="cosine", backend="torch")  # noqa: E731
         (want,) = torch.autograd.grad(f(w), w)  # also fills the grid's caches

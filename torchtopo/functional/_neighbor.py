@@ -10,8 +10,10 @@ form, the per-pair distances and backward coefficients — is computed here, onc
 O(offsets × units) tensors, so both backends give the same values.
 
 **Scale.**  Each call multiplies every load by 1/c for a power of two c (exact in floating
-point): c = 2^⌊log₂ max|x|⌋ when the largest magnitude is outside [2⁻¹⁶, 2¹⁷), else 1, so sums
-of squares cannot overflow (values of 10²⁰ in float32 or bfloat16) or underflow; the result is
+point): with k = ⌊log₂ max|x|⌋, c = 2^(k − clamp(k, −16, 16)) — 1 when the largest magnitude is
+in [2⁻¹⁶, 2¹⁷), else the power of two that brings it into [2¹⁶, 2¹⁷) (large inputs) or
+[2⁻¹⁶, 2⁻¹⁵) (small ones) — so sums of squares cannot overflow (values of 10²⁰ in float32 or
+bfloat16) or underflow; the result is
 multiplied back: d_sq = c²·d'_sq, d_eu = c·d'_eu (finite whenever the mean fits the dtype),
 angular distances are scale-free.  c is a 0-d tensor computed on the input's device and always
 applied (multiplying by 1 is exact), so no call reads a value back to the host: no device
@@ -40,8 +42,8 @@ from .._checks import check_choice
 from ..grid import Grid
 
 __all__ = [
-    "NORM_EPS_REL", "SIGNS", "call_scale", "inv_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
-    "pair_mean_reference", "TritonWalker",
+    "NORM_EPS_REL", "SIGNS", "call_scale", "call_scales", "inv_norms", "inv_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
+    "pair_mean_reference", "rescale", "TritonWalker",
 ]
 
 #: δ of the angular distances' ε² = δ · mean over units of ‖x̃‖² (see the module docstring).
@@ -58,19 +60,46 @@ def acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def call_scale(X: Tensor) -> Tensor:
-    """The power of two c = 2^e, e = ⌊log₂ max|X|⌋, when |e| > 16 (max |X| outside
-    [2⁻¹⁶, 2¹⁷)), at least the accumulation dtype's smallest normal number (so 1/c is finite);
-    1 otherwise, and for zero or non-finite inputs.  A 0-d tensor of the accumulation dtype on
-    X's device, computed there in a few 0-d operations: no host synchronisation, no
-    data-dependent branch."""
+_SCALES: dict = {}
+
+
+def _scale_table(acc: torch.dtype, device: torch.device) -> Tensor:
+    """``[c, 1/c]`` of :func:`call_scales` for every binary exponent e of max |X| (``frexp``:
+    max |X| = f·2^e, f ∈ [0.5, 1)), indexed by e (negative e from the end: the table's length
+    is a power of two above twice the dtype's largest |e|).  Cached per dtype and device."""
+    key = (acc, str(device))
+    tab = _SCALES.get(key)
+    if tab is None:
+        fi = torch.finfo(acc)
+        e_min = round(math.log2(fi.smallest_normal * fi.eps))  # the smallest subnormal's exponent
+        n = 1 << (2 * max(-e_min, math.ceil(math.log2(fi.max)))).bit_length()
+        e = torch.arange(n, dtype=torch.float64)
+        e = torch.where(e < n // 2, e, e - n)  # the exponent each slot stands for
+        k = e - 1 - (e - 1).clamp(-_SAFE_EXP, _SAFE_EXP)  # k − clamp(k, −16, 16), k = e − 1
+        k = k.clamp_min(math.log2(fi.smallest_normal))
+        tab = _SCALES[key] = torch.stack([torch.exp2(k), torch.exp2(-k)], 1).to(device=device, dtype=acc)
+    return tab
+
+
+def call_scales(X: Tensor) -> Tensor:
+    """``[c, 1/c]`` (a length-2 tensor of the accumulation dtype on X's device): the power of two
+    c = 2^(k − clamp(k, −16, 16)), k = ⌊log₂ max|X|⌋ (1 when max |X| is in [2⁻¹⁶, 2¹⁷), and for
+    zero or non-finite inputs), at least the dtype's smallest normal number (so 1/c is finite).
+    Computed on the device in a few 0-d operations (max |X|, its binary exponent, a look-up in a
+    cached table): no host synchronisation, no data-dependent branch."""
     acc = acc_dtype(X.dtype)
+    tab = _scale_table(acc, X.device)
     if X.numel() == 0:
-        return torch.ones((), dtype=acc, device=X.device)
-    lo, hi = torch.aminmax(X.detach())
-    e = torch.log2(torch.maximum(lo.neg(), hi).to(acc)).floor_()
-    e = e.mul_(e.abs() > _SAFE_EXP).nan_to_num_(0.0, 0.0, 0.0)  # in the window, 0, ±inf, NaN → 0
-    return torch.exp2(e.clamp_min_(math.log2(torch.finfo(acc).tiny)))
+        return tab[0]  # e = 0: [1, 1]
+    lo, hi = torch.aminmax(X.detach())  # (faster here than a max-norm)
+    m = torch.maximum(lo.neg(), hi).to(acc)  # NaN for NaN inputs
+    return tab[torch.frexp(m).exponent.view(1)].view(2)  # frexp: e = 0 for 0, ±inf, NaN: c = 1
+    # (a 1-element index tensor: a 0-d one would be read back to the host as a Python int)
+
+
+def call_scale(X: Tensor) -> Tensor:
+    """c of :func:`call_scales` as a 0-d tensor."""
+    return call_scales(X)[0]
 
 
 def inv_scale(c: Tensor) -> Tensor:
@@ -81,6 +110,12 @@ def inv_scale(c: Tensor) -> Tensor:
 def eps_sq(nsq: Tensor) -> Tensor:
     """ε² = δ · mean over units of ‖x̃_u‖² (+ a floor), from the units' squared norms."""
     return NORM_EPS_REL * nsq.mean() + _EPS_FLOOR
+
+
+def inv_norms(nsq: Tensor) -> Tensor:
+    """1/n_u = (‖x̃_u‖² + ε²)^(−1/2) for the units' squared norms, ε² as :func:`eps_sq` (in
+    three operators: δ/N·Σ instead of δ·mean, equal to rounding)."""
+    return torch.add(nsq, nsq.sum(), alpha=NORM_EPS_REL / nsq.numel()).add_(_EPS_FLOOR).rsqrt_()
 
 
 def sign_form(s: Tensor, sign: str) -> Tuple[Tensor, Tensor]:
@@ -134,7 +169,7 @@ def _pair_terms(q: Tensor, nsq: Optional[Tensor], grid: Grid, distance: str, sig
     return dist.sum(), alpha, beta
 
 
-def _rescale(total_mean: Tensor, c: Union[Tensor, float], distance: str) -> Tensor:
+def rescale(total_mean: Tensor, c: Union[Tensor, float], distance: str) -> Tensor:
     p = _DEGREE[distance]
     for _ in range(p):  # one factor at a time: c² alone may overflow where the mean fits
         total_mean = total_mean * c
@@ -154,7 +189,7 @@ class NeighborMean(torch.autograd.Function):
         total, alpha, beta = _pair_terms(q, nsq, grid, distance, sign, pair_list)
         ctx.save_for_backward(X, alpha, beta, *(() if mean is None else (mean,)))
         ctx.grid, ctx.distance, ctx.sign, ctx.walker, ctx.state, ctx.c = grid, distance, sign, walker, state, c
-        return _rescale(total / grid.n_pairs, c, distance)
+        return rescale(total / grid.n_pairs, c, distance)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -200,7 +235,7 @@ def pair_mean_reference(X: Tensor, grid: Grid, distance: str, sign: str = "signe
         n2 = nsq + eps_sq(nsq)
         s = (a * b).sum(dim=(0, 2)) / (torch.sqrt(n2[i]) * torch.sqrt(n2[j]))
         d = 1.0 - sign_form(s, sign)[0]
-    return _rescale(d.sum() / grid.n_pairs, c, distance)
+    return rescale(d.sum() / grid.n_pairs, c, distance)
 
 
 def check_sign(sign: str, distance: str, who: str) -> str:

@@ -19,7 +19,7 @@ from torch import Tensor
 from ..grid import Grid
 from ._neighbor import acc_dtype, call_scale, inv_scale
 
-__all__ = ["safe_sqrt", "TorchWalker", "SmallWalker", "torch_walker"]
+__all__ = ["safe_sqrt", "TorchWalker", "small_input"]
 
 
 def safe_sqrt(s: Tensor) -> Tensor:
@@ -389,53 +389,25 @@ class TorchWalker:
         return _walk_grad(X, grid, inv, None if mean is None else mean.neg(), alpha, beta, acc)
 
 
-class SmallWalker:
-    """The walks for small grids, without the tiling machinery: the units as an (N, D) matrix,
-    both sides of every neighbour pair gathered at once (pairs × D elements), one contraction
-    per walk, sums and coefficients per pair (``pair_list``: no per-offset masks).  A few ops
-    per call instead of a few per tile and offset: at the study's 11 × 11 × 64 sheet the fixed
-    cost is what counts."""
-
-    scale = staticmethod(call_scale)
-    pair_list = True
-
-    @staticmethod
-    def _matrix(X: Tensor, c: Tensor) -> Tensor:
-        """The (N, D) unit matrix of X/c in the accumulation dtype (one fused pass)."""
-        P, H, W, Q = X.shape
-        Z = torch.empty((H, W, P, Q), dtype=acc_dtype(X.dtype), device=X.device)
-        return torch.mul(X.permute(1, 2, 0, 3), _factor(inv_scale(c)), out=Z).view(H * W, P * Q)
-
-    def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
-        Z = self._matrix(X, c)
-        mean = Z.mean(1, keepdim=True) if distance == "correlation" else None
-        if mean is not None:
-            Z = Z - mean
-        i, j = grid.neighbor_pairs(X.device)
-        a, b = Z[i], Z[j]  # (pairs, D)
-        if distance in ("cosine", "correlation"):
-            return mean, Z.square().sum(1), a.mul_(b).sum(1), None
-        return mean, None, a.sub_(b).square_().sum(1), None
-
-    def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
-             c: Tensor, state) -> Tensor:
-        P, H, W, Q = X.shape
-        Z = self._matrix(X, c)
-        if mean is not None:
-            Z = Z - mean
-        i, j = grid.neighbor_pairs(X.device)
-        bz = beta.unsqueeze(1)
-        g = (Z * alpha.reshape(-1, 1)).index_add_(0, i, Z[j].mul_(bz)).index_add_(0, j, Z[i].mul_(bz))
-        return g.view(H, W, P, Q).permute(2, 0, 1, 3).to(X.dtype)
-
-
-# Inputs up to this many elements per gathered side (pairs × vector) take SmallWalker.
+# The small-input path (:mod:`._neighbor_small`: whole-tensor operators, no tiles) is taken up
+# to these sizes (set by measurement, see ``small_input``).  Angular distances: N × N × vector,
+# the Gram matrix's multiply-adds.  Euclidean distances: pairs × vector, each gathered side.
+_GRAM_ELEMENTS = 1 << 23
 _SMALL_ELEMENTS = 1 << 16
 
 
-def torch_walker(X: Tensor, grid: Grid):
-    """The PyTorch walks for X: :class:`SmallWalker` for small inputs (unless
-    ``TORCHTOPO_COMPILE=1``), :class:`TorchWalker`'s tiles otherwise."""
-    if grid.n_pairs * X.shape[0] * X.shape[3] <= _SMALL_ELEMENTS and not _use_compile():
-        return SmallWalker()
-    return TorchWalker()
+def small_input(X: Tensor, grid: Grid, distance: str) -> bool:
+    """Whether the unit view X takes the small-input path (never with ``TORCHTOPO_COMPILE=1``).
+
+    Angular distances: N²·D ≤ 2²³; Euclidean: pairs·D ≤ 2¹⁶.  Measured on one core (forward +
+    backward, small path / tiled walks, rows = WS on an (N, D) weight, dense = AS on (D, N)):
+    cosine rows N²D = 2¹⁹ (121 × 64) 0.37, 2²¹ (64 × 576) 0.45, 2²³ (121 × 784, 128 × 576)
+    0.73–0.77, 2²⁴ 0.87–0.99, 2²⁶ (256 × 1152) 1.36; correlation dense 2²¹ 0.56, 2²⁴ 0.96,
+    2²⁶ 2.9.  Euclidean rows pairs·D = 2¹⁴ 0.46–0.48, 2¹⁶ 0.71–0.72, 2¹⁷ 0.94–1.17,
+    2¹⁹–2²⁰ 1.1–1.4."""
+    if _use_compile():
+        return False
+    vec = X.shape[0] * X.shape[3]
+    if distance in ("cosine", "correlation"):
+        return grid.n_units * grid.n_units * vec <= _GRAM_ELEMENTS
+    return grid.n_pairs * vec <= _SMALL_ELEMENTS

@@ -55,7 +55,8 @@ from ._neighbor import (
     eps_sq,
     pair_mean_reference,
 )
-from ._neighbor_torch import safe_sqrt, torch_walker
+from ._neighbor_small import SmallNeighborMean
+from ._neighbor_torch import TorchWalker, safe_sqrt, small_input
 
 __all__ = [
     "DISTANCES",
@@ -189,8 +190,11 @@ def neighbor_distance_mean(
     The primitive behind :func:`weight_similarity` and :func:`activation_similarity`; use those.
     ``sign`` as in :func:`activation_similarity`.  Returns a float32 scalar for half-precision
     inputs, else a scalar of ``X``'s dtype.  A grid without pairs (1 × 1) gives 0.  Small inputs
-    (pairs × vector ≤ 65,536 elements, e.g. the study's 11 × 11 × 64 sheet) take a PyTorch walk
-    without tiles that gathers both sides of every pair at once.
+    take a PyTorch path in a handful of whole-tensor operators (the study's 11 × 11 × 64 sheet,
+    ResNet's 64-unit convolutions): for the angular distances the N × N Gram matrix masked by
+    the grid's adjacency (N²·D ≤ 2²³), for the Euclidean ones both sides of every pair gathered
+    at once (pairs·D ≤ 2¹⁶); below those sizes it is faster than the tiled walks (measured, see
+    ``torchtopo.functional._neighbor_torch.small_input``).
 
     Backends: ``"triton"`` runs the fused kernels of :mod:`torchtopo.kernels`; ``"torch"`` walks
     the same pairs on shifted views of the grid, in tiles small enough to stay in a core's cache
@@ -206,12 +210,21 @@ def neighbor_distance_mean(
     grid = as_grid(grid)
     check_choice(distance, DISTANCES, "distance", "neighbor_distance_mean")
     check_sign(sign, distance, "neighbor_distance_mean")
+    return _mean(X, X, grid, distance, sign, backend)
+
+
+def _mean(x: Tensor, X: Tensor, grid: Grid, distance: str, sign: str, backend: Optional[str]) -> Tensor:
+    """The dispatch of :func:`neighbor_distance_mean` for the unit view ``X`` of ``x`` (the
+    small-input path takes x itself and reshapes inside: no view node to differentiate)."""
     if grid.n_pairs == 0:
         return X.sum().to(acc_dtype(X.dtype)) * 0.0
     if grid.aliased or X.shape[0] * X.shape[3] == 0:  # tiny torus, or empty vectors: the pair list
         return pair_mean_reference(X, grid, distance, sign)
-    walker = TritonWalker() if resolve_backend(backend, X) == "triton" else torch_walker(X, grid)
-    return NeighborMean.apply(X, grid, distance, sign, walker)
+    if resolve_backend(backend, X) == "triton":
+        return NeighborMean.apply(X, grid, distance, sign, TritonWalker())
+    if small_input(X, grid, distance):
+        return SmallNeighborMean.apply(x, tuple(X.shape), grid, distance, sign)
+    return NeighborMean.apply(X, grid, distance, sign, TorchWalker())
 
 
 # --------------------------------------------------------------------------- public API
@@ -248,7 +261,7 @@ def weight_similarity(
     if check_finite:
         require_finite(weight, "weight", "weight_similarity")
     X = unit_view(weight, grid, "rows", name="weight")
-    return neighbor_distance_mean(X, grid, distance=distance, backend=backend)
+    return _mean(weight, X, grid, distance, "signed", backend)
 
 
 def _stimuli_view(activations: Tensor, grid: Grid, who: str, unit_dim: Optional[int]) -> Tensor:
@@ -324,7 +337,7 @@ def activation_similarity(
     X = _stimuli_view(activations, grid, "activation_similarity", unit_dim)
     if check_finite:
         require_finite(activations, "activations", "activation_similarity")
-    return neighbor_distance_mean(X, grid, distance=distance, sign=sign, backend=backend)
+    return _mean(activations, X, grid, distance, sign, backend)
 
 
 def check_neighborhood(neighborhood, who: str):
