@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import torchtopo as tt
 import torchtopo.functional as F
 import torchtopo.functional._neighbor as NB
+import torchtopo.functional._neighbor_band as BW
 import torchtopo.functional._neighbor_torch as T
 import torchtopo.kernels as K
 
@@ -40,9 +41,19 @@ def kernel(X, grid, distance, sign="signed", **blocks):
 
 
 def tiles_only(mp):
-    """Route every input through the tiled walks (no small-input path)."""
+    """Route every input through the tiled walks (no small-input path, no band walks)."""
     mp.setattr(T, "_SMALL_ELEMENTS", 0)
     mp.setattr(T, "_GRAM_ELEMENTS", 0)
+    mp.setattr(T, "_BAND_MIN_D", 1 << 62)
+
+
+def bands_only(mp, budget=1 << 20, min_chunk=32):
+    """Route the angular distances on weights through the band walks (tile budget ``budget``)."""
+    mp.setattr(T, "_SMALL_ELEMENTS", 0)
+    mp.setattr(T, "_GRAM_ELEMENTS", 0)
+    mp.setattr(T, "_BAND_MIN_D", 1)
+    mp.setattr(BW, "_BAND_ELEMENTS", budget)
+    mp.setattr(BW, "_MIN_CHUNK", min_chunk)
 
 
 def torch_path(X, grid, distance, sign="signed"):
@@ -658,6 +669,94 @@ def test_small_input_path_gradcheck(distance, sign, layout):
         assert torch.autograd.gradcheck(lambda x: torch_path(F.unit_view(x, grid, view), grid, distance, sign), (leaf,))
 
 
+# ------------------------------------------------------------------ band walks
+def band_mean(X, grid, distance, sign="signed"):
+    return NB.NeighborMean.apply(X, grid, distance, sign, BW.BandWalker(BW.band_plan(grid)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    layout=st.sampled_from(["rows", "dense"]),
+    H=st.integers(1, 9),
+    W=st.integers(1, 9),
+    a=st.integers(1, 5),
+    radius=st.sampled_from([1, 1.5, 2, 3]),
+    metric=st.sampled_from(["chebyshev", "manhattan", "euclidean"]),
+    distance=st.sampled_from(["cosine", "correlation"]),
+    sign=st.sampled_from(["signed", "absolute", "squared"]),
+    budget=st.sampled_from([1, 13, 60, 1 << 20]),
+    min_chunk=st.sampled_from([1, 2, 32]),
+    seed=st.integers(0, 2**16),
+)
+def test_band_walks_match_brute_force(layout, H, W, a, radius, metric, distance, sign, budget, min_chunk, seed,
+                                      monkeypatch):
+    """The band walks (windows of consecutive units, batched products) give the brute-force
+    value and gradient for every stencil without wrap-around, with tiles from one unit and a
+    single vector element (halo rows zero-padded at the grid's ends) to the whole matrix, on
+    weights and on dense activations (units with a stride of N)."""
+    grid = tt.Grid(H, W, radius=radius, metric=metric)
+    if grid.n_pairs == 0:
+        return
+    assert BW.band_plan(grid) is not None
+    with monkeypatch.context() as m:
+        m.setattr(BW, "_BAND_ELEMENTS", budget)
+        m.setattr(BW, "_MIN_CHUNK", min_chunk)
+        leaf, X = make_view(layout, H, W, a, 1, seed=seed)
+        got = band_mean(X, grid, distance, sign)
+        (g_got,) = torch.autograd.grad(got, leaf)
+    ref = brute_force(X, grid, distance, sign)
+    (g_ref,) = torch.autograd.grad(ref, leaf)
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
+
+
+def test_band_plan_and_dispatch(monkeypatch):
+    """The windows of a stencil (per dr the dc interval; dr = 0 from the unit itself); no plan on
+    a torus; angular WS on a weight with rows of ≥ 512 elements that is not small takes the band
+    walks, Euclidean distances, shorter rows and activations the tiled walks."""
+    g = tt.Grid(4, 5)
+    plan = BW.band_plan(g)
+    assert [(s, lo, hi, [g.offsets[o] for o in idx]) for s, lo, hi, idx in plan] == [
+        (0, 0, 1, [(0, 1)]), (5, -1, 1, [(1, -1), (1, 0), (1, 1)])]
+    assert BW.band_plan(tt.Grid(4, 5, wrap=True)) is None
+    assert [(s, lo, hi) for s, lo, hi, _ in BW.band_plan(tt.Grid(6, 7, radius=2, metric="manhattan"))] == [
+        (0, 0, 2), (7, -1, 1), (14, 0, 0)]
+    used = []
+    real = BW.BandWalker.sums
+    monkeypatch.setattr(BW.BandWalker, "sums", lambda self, *a: used.append(a[2]) or real(self, *a))
+    grid = tt.Grid(16, 32)
+    w = torch.randn(512, 576, requires_grad=True)
+    for distance in DISTANCES:
+        F.weight_similarity(w, grid, distance=distance, backend="torch").backward()
+    F.weight_similarity(w[:, :500], grid, distance="cosine", backend="torch")
+    F.activation_similarity(torch.randn(600, 512), grid, backend="torch")
+    F.weight_similarity(w, tt.Grid(16, 32, wrap=True), distance="cosine", backend="torch")
+    assert used == ["cosine", "correlation"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["rows", "dense"])
+def test_band_walks_half_precision(dtype, layout, monkeypatch):
+    """Half inputs: each band is converted to fp32 in its copy, so value and gradient equal the
+    fp32 band walks' on the same rounded numbers."""
+    monkeypatch.setattr(BW, "_BAND_ELEMENTS", 50)
+    monkeypatch.setattr(BW, "_MIN_CHUNK", 2)
+    grid = tt.Grid(5, 6, radius=1.5)
+    for distance in ("cosine", "correlation"):
+        leaf32, _ = make_view(layout, 5, 6, 7, 1, dtype=torch.float32, seed=4)
+        leaf16 = leaf32.detach().to(dtype).requires_grad_()
+        up = leaf16.detach().float().requires_grad_()
+        view = "rows" if layout == "rows" else "columns"
+        got = band_mean(F.unit_view(leaf16, grid, view), grid, distance)
+        ref = band_mean(F.unit_view(up, grid, view), grid, distance)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+        (g16,) = torch.autograd.grad(got, leaf16)
+        (g32,) = torch.autograd.grad(ref, up)
+        assert g16.dtype == dtype
+        torch.testing.assert_close(g16.float(), g32.to(dtype).float(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["rows", "dense", "conv"])
 def test_small_input_path_half_precision(dtype, layout):
@@ -774,7 +873,7 @@ def _ws_as_calls(dtype, scale, backend):
     return calls
 
 
-@pytest.mark.parametrize("walk", ["small", "tiles"])
+@pytest.mark.parametrize("walk", ["small", "tiles", "band"])
 @pytest.mark.parametrize("dtype, scale", [(torch.float32, 1.0), (torch.float32, 1e20), (torch.bfloat16, 1e-20)])
 def test_torch_path_never_reads_back_to_the_host(walk, dtype, scale, monkeypatch):
     """Forward and backward of WS and AS on the PyTorch path read nothing back from the device
@@ -785,6 +884,8 @@ def test_torch_path_never_reads_back_to_the_host(walk, dtype, scale, monkeypatch
     if walk == "tiles":
         tiles_only(monkeypatch)
         monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # several bands with halos
+    if walk == "band":
+        bands_only(monkeypatch, budget=60, min_chunk=2)  # several bands and vector chunks
     calls = _ws_as_calls(dtype, scale, "torch")
     want = []
     for leaf, f in calls:  # unguarded: also fills the grid's caches (built once, on the CPU)

@@ -55,8 +55,9 @@ from ._neighbor import (
     eps_sq,
     pair_mean_reference,
 )
+from ._neighbor_band import BandWalker, band_plan
 from ._neighbor_small import SmallNeighborMean
-from ._neighbor_torch import TorchWalker, safe_sqrt, small_input
+from ._neighbor_torch import TorchWalker, band_input, safe_sqrt, small_input
 
 __all__ = [
     "DISTANCES",
@@ -224,7 +225,8 @@ def _mean(x: Tensor, X: Tensor, grid: Grid, distance: str, sign: str, backend: O
         return NeighborMean.apply(X, grid, distance, sign, TritonWalker())
     if small_input(X, grid, distance):
         return SmallNeighborMean.apply(x, tuple(X.shape), grid, distance, sign)
-    return NeighborMean.apply(X, grid, distance, sign, TorchWalker())
+    plan = band_plan(grid) if band_input(X, distance) else None
+    return NeighborMean.apply(X, grid, distance, sign, TorchWalker() if plan is None else BandWalker(plan))
 
 
 # --------------------------------------------------------------------------- public API
