@@ -2,6 +2,7 @@
 arXiv:2202.13074)."""
 from __future__ import annotations
 
+import math
 from typing import Dict, List
 
 import torchtopo as tt
@@ -60,9 +61,12 @@ def summarise(args, conds: List[Dict], runs: Dict[str, List[Dict]]) -> Dict:
         s = {"n": len(rs), "clean": mean_se_ci([r["clean"] for r in rs])}
         for curve in ("noise", "linf", "l2"):
             s[curve] = [mean_se_ci([r[curve][i] for r in rs]) for i in range(len(args.curves[curve]))]
-        for k in ("autoattack_linf_2/255", "autoattack_l2_0.25"):
+        for k in ("autoattack_linf_2/255", "autoattack_l2_0.25", "autoattack_pgd_linf_2/255", "autoattack_pgd_l2_0.25",
+                  "autoattack_clean_subset"):
             if all(k in r for r in rs):
                 s[k] = mean_se_ci([r[k] for r in rs])
+        parts = sorted({k for r in rs for k in r.get("seconds", {})})
+        s["seconds"] = {k: mean_se_ci([r["seconds"].get(k, 0.0) for r in rs if "seconds" in r]) for k in parts}
         layer = next(iter(rs[0]["sparsity"]))
         s["frac_zero_block1"] = mean_se_ci([100 * r["sparsity"][layer]["frac_zero"] for r in rs])
         s["train_seconds"] = mean_se_ci([r["train_seconds"] for r in rs])
@@ -159,59 +163,87 @@ def _histograms(plt, first, xte, args) -> str:
 
 
 # ------------------------------------------------------------------------------ report
+def binomial_se(p: float, n: int) -> float:
+    """Binomial standard error (percentage points) of an accuracy ``p`` (%) on ``n`` images."""
+    return 100.0 * math.sqrt(max(p, 0.0) / 100 * (1 - min(p, 100.0) / 100) / n) if n else float("nan")
+
+
+def _attack_text(args) -> str:
+    out = (f"PGD with {args.pgd_steps} steps and {args.pgd_restarts} random restart(s) (step 2.5ε/steps) on the first "
+           f"{args.n_attack} test images for the ε curves (radii ascending; each radius attacks only the images no "
+           "smaller radius broke, the balls being nested, and a restart only those that survived the earlier ones)")
+    if args.autoattack:
+        return out + (f"; AutoAttack (`tt.adversarial.autoattack`: torchattacks' standard version, APGD-CE, APGD-T, "
+                      f"FAB-T with 10 iterations each — the reference code uses 100 — and Square with 5,000 queries) "
+                      f"at the paper's points on the first {args.n_autoattack} of those images, "
+                      + ("every condition" if args.autoattack_conditions == "all" else "the paper's pair of conditions only")
+                      + ", run on the images PGD did not fool: an image counts robust only if neither attack fools it")
+    why = "`torchattacks` not installed" if not _aa_installed() else "`--n-autoattack 0`"
+    return out + f"; **no AutoAttack** ({why}): PGD accuracies are upper bounds of AutoAttack's"
+
+
+def _decide_line(args, per, comps) -> str:
+    se_pgd = binomial_se(50.0, args.n_attack)
+    diffs = [abs(d["mean"]) for cp in comps.values() for k, d in cp["measures"].items() if d["n"] and d["mean"] is not None
+             and ("CI above" in d["verdict"] or "CI below" in d["verdict"])]
+    decided = sum(1 for cp in comps.values() for d in cp["measures"].values() if "CI above" in d["verdict"] or "CI below" in d["verdict"])
+    total = sum(len(cp["measures"]) for cp in comps.values())
+    line = (f"**What this run can decide:** HaH − standard differences in *this* setting (MNIST digits, two-block CNN, "
+            f"{args.epochs} epoch(s)), paired over {args.seeds} seeds, when they are large against the binomial SE of one "
+            f"model's PGD accuracy on {args.n_attack} images (≤ {se_pgd:.1f} points) — {decided} of {total} comparisons "
+            "get a verdict" + (f", the smallest decided one {min(diffs):.1f} points" if diffs else "") + ". ")
+    if args.autoattack:
+        line += (f"AutoAttack ran on {args.n_autoattack} images per model (binomial SE up to "
+                 f"{binomial_se(50.0, args.n_autoattack):.0f} points per model): it can confirm or refute differences of "
+                 "tens of points, not a few. ")
+    return line + ("**What it cannot decide:** differences of a few points (the σ = 1 and raw-input contrasts may be "
+                   "that small), or the paper's CIFAR-10/VGG16 numbers" + ("." if args.dataset == "cifar10" else
+                                                                           " — digits with a two-block CNN are another experiment."))
+
+
 def report(args, conds, payload, figs) -> str:
     per, comps = payload["summary"], payload["comparisons"]
-    attack = (f"PGD with {args.pgd_steps} steps and {args.pgd_restarts} random restart(s) (step 2.5ε/steps) on the "
-              f"first {args.n_attack} test images for the ε curves")
-    attack += (f"; AutoAttack (standard version: APGD-CE, APGD-T, FAB-T, Square; `tt.adversarial.autoattack`) at the "
-               f"paper's points on the first {args.n_autoattack} test images, "
-               + ("every condition" if args.autoattack_conditions == "all" else "the paper's pair of conditions only")
-               if args.autoattack else
-               "; **no AutoAttack** (" + ("`torchattacks` not installed" if not _aa_installed() else
-                                          "`--n-autoattack 0`: on CPU it costs about 20 s per image here")
-               + "): PGD accuracies are upper bounds of AutoAttack's")
     cifar = args.dataset == "cifar10"
     lines = [
         "# Sparse, strong activations: standard vs HaH",
         "",
-        f"Dataset `{args.dataset}`, {args.seeds} seed(s) per condition, {args.epochs} epoch(s), Adam lr {args.lr}, batch "
-        f"{args.batch_size}; HaH cost {'end to end' if args.end_to_end else 'layer-local (as the released code)'} with "
-        f"the paper's α per layer, keep = {args.keep}, ρ = 0.1, λ = 0.1.  Attacks: {attack}.  Noise and ε in pixel "
-        f"units of [0, 1] images.  Run time {payload['seconds']:.0f} s.",
+        f"Dataset `{args.dataset}`, {len(conds)} conditions × {args.seeds} seed(s), {args.epochs} epoch(s), Adam lr "
+        f"{args.lr}, batch {args.batch_size}; HaH cost {'end to end' if args.end_to_end else 'layer-local (as the released code)'} "
+        f"with the paper's α per layer, keep = {args.keep}, ρ = 0.1, λ = 0.1.  Attacks: {_attack_text(args)}.  Noise and ε "
+        f"in pixel units of [0, 1] images.  Run time {payload['seconds']:.0f} s "
+        f"({args.threads or 'default'} torch thread(s)).",
         "",
-        "**What this run can decide:** whether HaH blocks change accuracy under noise and attack *in this setting*, "
-        "paired by seed (95 % interval of HaH − standard).  **What it cannot:** the paper's CIFAR-10/VGG16 numbers"
-        + ("." if cifar else " — digits with a two-block CNN trained for a few epochs are another experiment."),
+        _decide_line(args, per, comps),
         "",
         "## Accuracy (%), mean ± SE [95 % CI] over seeds",
         "",
-        f"Clean and noise on the whole test set; PGD on the first {args.n_attack} test images (their clean accuracy is "
-        "the ε = 0 column of the ε tables below).",
+        f"Clean and noise on the whole test set ({payload['n_test']} images); PGD on the first {args.n_attack} test images "
+        f"(their clean accuracy is the ε = 0 column of the ε tables below; binomial SE of one model's accuracy there "
+        f"≤ {binomial_se(50.0, args.n_attack):.1f} points, on the whole test set ≤ {binomial_se(50.0, payload['n_test']):.1f}).",
         "",
-        "| condition | n | clean | noise σ=0.1 | PGD ℓ∞ 2/255 | PGD ℓ2 0.25 |"
-        + (" AutoAttack ℓ∞ 2/255 | AutoAttack ℓ2 0.25 |" if args.autoattack else "") + " block-1 zeros (%) |",
-        "|---|---|---|---|---|---|" + ("---|---|" if args.autoattack else "") + "---|",
+        "| condition | n | clean | noise σ=0.1 | PGD ℓ∞ 2/255 | PGD ℓ2 0.25 | block-1 zeros (%) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in conds:
         s = per[c["name"]]
         cells = [fmt_mean(s["clean"], "{:.1f}")]
         for curve, v in (("noise", 0.1), ("linf", 2 / 255), ("l2", 0.25)):
-            i = next((k for k, x in enumerate(args.curves[curve]) if abs(x - v) < 1e-9), None)
+            i = _point(args, curve, v)
             cells.append("–" if i is None else fmt_mean(s[curve][i], "{:.1f}"))
-        if args.autoattack:
-            cells += [fmt_mean(s[k], "{:.1f}") if k in s else "not run" for k in ("autoattack_linf_2/255", "autoattack_l2_0.25")]
         cells.append(fmt_mean(s["frac_zero_block1"], "{:.1f}", ci=False))
         lines.append(f"| {c['name']} | {s['n']} | " + " | ".join(cells) + " |")
     deg = payload["standard_degradation"]
     lines += ["", "Range of the curves: the standard model goes from " + "; ".join(
         f"{d['clean']:.1f} % to {d['at_max']:.1f} % at {k} = {d['max']:g}" for k, d in deg.items()) + ".", ""]
+    if args.autoattack:
+        lines += _aa_table(args, conds, per)
     for curve in ("noise", "linf", "l2"):
-        lines += [f"**{AXES[curve]}** — accuracy (%) mean ± SE:", "",
+        lines += [f"**{AXES[curve]}** — accuracy (%) mean ± SE over {args.seeds} seeds:", "",
                   "| condition | " + " | ".join(f"{eps_name(v)}" for v in args.curves[curve]) + " |",
                   "|---|" + "---|" * len(args.curves[curve])]
         for c in conds:
             lines.append(f"| {c['name']} | " + " | ".join(
-                f"{s['mean']:.1f}" + (f" ± {s['se']:.1f}" if s["se"] is not None else "") for s in per[c["name"]][curve]) + " |")
+                f"{s['mean']:.1f}" + (f" ± {s['se']:.1f}" if s["se"] is not None else " (n = 1)") for s in per[c["name"]][curve]) + " |")
         lines.append("")
     lines += ["## HaH − standard, paired by seed (percentage points)", "",
               "| HaH condition | vs | measure | HaH − standard: mean ± SE [95 % CI] (n) | verdict |", "|---|---|---|---|---|"]
@@ -232,5 +264,40 @@ def report(args, conds, payload, figs) -> str:
                   "amplifies; the raw-input and σ = 1 conditions test that."]
     lines += ["", "HaH's hard threshold and divisive normalisation can mask gradients: a PGD gain that AutoAttack "
               "does not confirm is not a robustness gain.", ""]
+    lines += _time_table(conds, per)
     lines += [f"![{f}]({f})" for f in figs]
     return "\n".join(lines) + "\n"
+
+
+def _aa_table(args, conds, per) -> List[str]:
+    n = args.n_autoattack
+    out = [f"**AutoAttack at the paper's points** on the first {n} test images per model ({args.seeds} seeds; run on the "
+           "images PGD did not fool).  Mean ± SE over seeds; the binomial SE is that of the accuracy pooled over the "
+           f"seeds' {n * args.seeds} image-model pairs:", "",
+           "| condition | clean (same images) | ℓ∞ 2/255: PGD | ℓ∞ 2/255: PGD + AutoAttack | ℓ2 0.25: PGD | ℓ2 0.25: PGD + AutoAttack |",
+           "|---|---|---|---|---|---|"]
+    for c in conds:
+        s = per[c["name"]]
+        if "autoattack_linf_2/255" not in s:
+            continue
+        cells = [fmt_mean(s["autoattack_clean_subset"], "{:.1f}", ci=False)]
+        for norm, e in (("linf", "2/255"), ("l2", "0.25")):
+            for k in (f"autoattack_pgd_{norm}_{e}", f"autoattack_{norm}_{e}"):
+                m = s[k]["mean"]
+                cells.append(fmt_mean(s[k], "{:.1f}", ci=False) + f", binomial SE {binomial_se(m, n * args.seeds):.1f}")
+        out.append(f"| {c['name']} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def _time_table(conds, per) -> List[str]:
+    parts = ["noise", "pgd_linf", "pgd_l2", "autoattack_linf", "autoattack_l2"]
+    out = ["## Where the time went (seconds per model, mean over seeds)", "",
+           "| condition | training | clean + noise curve | PGD ℓ∞ curve | PGD ℓ2 curve | AutoAttack ℓ∞ | AutoAttack ℓ2 |",
+           "|---|---|---|---|---|---|---|"]
+    for c in conds:
+        s = per[c["name"]]
+        cells = [f"{s['train_seconds']['mean']:.0f}"]
+        cells += [f"{s['seconds'][k]['mean']:.0f}" if k in s.get("seconds", {}) else "–" for k in parts]
+        out.append(f"| {c['name']} | " + " | ".join(cells) + " |")
+    return out + ["", "Measured with the thread count above on a machine that may have been shared (see run.json); "
+                  "a rerun reuses the checkpoints, so its training times are those of the first run.", ""]

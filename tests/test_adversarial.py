@@ -90,8 +90,8 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="clip.*finite"):
         adv.gaussian_noise_accuracy(model, x, y, clip=(0.0, float("inf")))
     xi = (x * 255).to(torch.uint8)
-    for fn in (adv.accuracy, adv.pgd_accuracy, adv.gaussian_noise_accuracy):
-        kw = {"eps": 0.1} if fn is adv.pgd_accuracy else {}
+    for fn in (adv.accuracy, adv.pgd_accuracy, adv.pgd_robust, adv.gaussian_noise_accuracy):
+        kw = {"eps": 0.1} if fn in (adv.pgd_accuracy, adv.pgd_robust) else {}
         with pytest.raises(TypeError, match=r"x \(images in \[0, 1\]\) must be a floating-point tensor, got dtype torch.uint8"):
             fn(model, xi, y, **kw)
         with pytest.raises(TypeError, match="must be a real tensor, got complex"):
@@ -116,6 +116,34 @@ def test_accuracies_against_direct_count():
     assert r0 == pytest.approx(want)
     r = adv.pgd_accuracy(model, x, y, eps=0.3, steps=5, restarts=2, batch_size=3)
     assert 0.0 <= r <= want
+
+
+def test_pgd_robust_per_image_criterion():
+    """pgd_robust: False for every image the model gets wrong (never attacked), True only where
+    every restart failed; restarts attack only the survivors, so with one seed the masks of more
+    restarts are subsets of fewer; pgd_accuracy is its share in percent."""
+    model, x, y = _model_and_data(2)
+    with torch.no_grad():
+        clean = model(x).argmax(1) == y
+    assert 0 < int(clean.sum()) < x.shape[0]  # some right, some wrong: both branches run
+    assert torch.equal(adv.pgd_robust(model, x, y, eps=0.0), clean)
+    m1 = adv.pgd_robust(model, x, y, eps=0.2, steps=3, restarts=1, seed=4, batch_size=3)
+    m3 = adv.pgd_robust(model, x, y, eps=0.2, steps=3, restarts=3, seed=4, batch_size=3)
+    assert m1.dtype == torch.bool and m1.shape == (x.shape[0],)
+    assert not bool((m1 & ~clean).any()) and not bool((m3 & ~m1).any())
+    assert adv.pgd_accuracy(model, x, y, eps=0.2, steps=3, restarts=3, seed=4, batch_size=3) == pytest.approx(
+        100.0 * float(m3.float().mean()))
+    # a True image survives the same attack run directly on it (the per-image check is exact)
+    idx = clean.nonzero().flatten()
+    g = torch.Generator().manual_seed(4)
+    xa = adv.pgd(model, x[idx[:3]], y[idx[:3]], eps=0.2, steps=3, generator=g)
+    with torch.no_grad():
+        direct = model(xa).argmax(1) == y[idx[:3]]
+    assert torch.equal(adv.pgd_robust(model, x[idx[:3]], y[idx[:3]], eps=0.2, steps=3, seed=4), direct)
+    with pytest.raises(ValueError, match="restarts"):
+        adv.pgd_robust(model, x, y, eps=0.1, restarts=0)
+    with pytest.raises(ValueError, match="eps"):
+        adv.pgd_robust(model, x, y, eps=-0.1)
 
 
 def test_sparsity_stats_against_direct_computation():
@@ -168,6 +196,17 @@ def test_autoattack_standard_version_runs():
     aa = adv.autoattack(model, x, y, eps=0.1, seed=3)
     assert aa <= adv.pgd_accuracy(model, x, y, eps=0.1)
     assert aa == adv.autoattack(model, x, y, eps=0.1, seed=3)  # seeded
+
+
+def test_autoattack_counts_misclassified_images_as_wrong():
+    pytest.importorskip("torchattacks")
+    model, x, y = _ten_class_model(n=6, seed=2)
+    y = y.clone()
+    y[:2] = (y[:2] + 1) % 10  # two images the model gets wrong: never attacked, never counted right
+    assert adv.accuracy(model, x, y) == pytest.approx(100 * 4 / 6)
+    assert adv.autoattack(model, x, y, eps=0.05, version="rand", batch_size=4) <= 100 * 4 / 6 + 1e-9
+    y[:] = (y + 1) % 10  # none right: nothing to attack
+    assert adv.autoattack(model, x, y, eps=0.05, version="rand") == 0.0
 
 
 def test_autoattack_bad_input():
