@@ -171,7 +171,10 @@ class BandWalker:
             centre = tile.window(u0 - u0, U, 1)  # (U, 1, dc): the units themselves
             for (s, lo, hi, _), out in zip(self.plan, sums):
                 w = tile.window(s + lo, U, hi - lo + 1)
-                out[u0:u1].add_(torch.bmm(centre, w.transpose(1, 2)).view(U, -1))
+                if hi == lo:  # one row: a multiply and a sum (bmm's N = 1 is slow)
+                    out[u0:u1].add_(torch.mul(centre, w).sum(2))
+                else:
+                    out[u0:u1].add_(torch.bmm(centre, w.transpose(1, 2)).view(U, -1))
         for (s, lo, hi, idx), out in zip(self.plan, sums):
             if s == 0:
                 nsq.copy_(out[:, 0])
@@ -188,32 +191,43 @@ class BandWalker:
         neg = None if mean is None else mean.reshape(N).neg()
         pad = self._pad()
         # coefficient windows (start, (N, 1, K)): forward partners β_o[u] at u + o, backward ones
-        # β_o[u − o] at u − o; the dr = 0 window of the backward partners also holds α at u
+        # β_o[u − o] at u − o; for dr = 0 one window u − hi … u + hi with α at u
         windows = []
         for s, lo, hi, idx in self.plan:
-            K = hi - lo + 1
-            fwd = beta.new_zeros(N, K)
-            bwd = beta.new_zeros(N, K)
+            if s == 0:
+                C = beta.new_zeros(N, 2 * hi + 1)
+                C[:, hi] = alpha
+                for o in idx:
+                    dc = grid.offsets[o][1]
+                    C[:, hi + dc] = beta[o]
+                    _shift_into(C[:, hi - dc], beta[o], dc)  # β_o[u − o]
+                windows.append((-hi, C))
+                continue
+            fwd = beta.new_zeros(N, hi - lo + 1)
+            bwd = beta.new_zeros(N, hi - lo + 1)
             for o in idx:
                 dc = grid.offsets[o][1]
                 fwd[:, dc - lo] = beta[o]
                 _shift_into(bwd[:, hi - dc], beta[o], s + dc)  # β_o[u − o]
-            if s == 0:
-                bwd[:, hi] = alpha  # dc = 0: the unit itself (window u − hi … u)
-                windows.append((-hi, bwd[:, None, :]))
-                windows.append((1, fwd[:, None, 1:]))  # dc = 1 … hi
-            else:
-                windows.append((s + lo, fwd[:, None, :]))
-                windows.append((-(s + hi), bwd[:, None, :]))
+            windows += [(s + lo, fwd), (-(s + hi), bwd)]
+        windows = [(start, C[:, None, :]) for start, C in windows]
         out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
         G = _matrix(out)
         tile = _Tile(M, pad, acc)
         for u0, u1, d0, d1 in _tiles(N, D, pad):
             tile.load(u0, u1, d0, d1, inv, neg)
             U = u1 - u0
-            g = None
-            for start, coef in windows:
+            dst = G[u0:u1, d0:d1]
+            direct = X.dtype == acc and dst.is_contiguous()  # the products go straight to the gradient
+            g = dst.view(U, 1, d1 - d0) if direct else None
+            for k, (start, coef) in enumerate(windows):
                 w = tile.window(start, U, coef.shape[2])
-                g = torch.bmm(coef[u0:u1], w) if g is None else g.baddbmm_(coef[u0:u1], w)
-            G[u0:u1, d0:d1].copy_(g.view(U, -1))
+                if k == 0:
+                    g = torch.bmm(coef[u0:u1], w, out=g)
+                elif coef.shape[2] == 1:  # one row: a broadcast multiply-add (bmm's K = 1 is slow)
+                    g.addcmul_(coef[u0:u1], w)
+                else:
+                    g.baddbmm_(coef[u0:u1], w)
+            if not direct:
+                dst.copy_(g.view(U, -1))
         return out

@@ -418,14 +418,16 @@ def band_input(X: Tensor, distance: str) -> bool:
     matrix products over windows of consecutive units; the grid must suit them too): angular
     distances, weights (``pre = 1``) with rows of at least ``_BAND_MIN_D`` elements, not under
     ``torch.compile`` (strided windows and ``out=`` buffers do not trace).  A batched product
-    pays a fixed cost per unit, so short rows stay with the tiled walks (measured, one core,
-    cosine forward + backward, band / tiles, medians of 11 interleaved runs [minima]: 512 units
-    × 576: 0.72 [0.72], × 1152: 0.80 [0.67], × 4608: 0.88 [0.80]; 256 × 2304: 0.72 [0.73];
-    128 × 1152: 0.95 [0.89]; 1024 × 1024: 0.56 [0.54]; 4096 × 512: 0.93 [0.82]; 1024 × 256:
-    1.19 [1.20]; 16384 × 256: 1.56 [1.18]).  Dense activations (``post = 1``) would be windows
-    with a stride of N between a unit's elements: 2.6–3.4× the tiled walks' time, not used."""
+    pays a fixed cost per unit, and BLAS takes slow paths for short rows, so rows under 256
+    elements stay with the tiled walks (measured, one core, cosine forward + backward, band /
+    tiles, medians of 9–15 interleaved runs [minima]: 16384 units × 256: 0.63 [0.64], 0.70
+    [0.69]; 4096 × 256: 0.60 [0.61]; 1024 × 256: 0.89 [0.73]; 256 × 256: 0.92 [0.98]; 1024 ×
+    512: 0.41 [0.29]; 512 × 576: 0.69–0.88; 128 × 1152: 0.86–0.90; 256 × 2304: 0.33; 512 ×
+    4608: 0.65; but × 128: 2.2–5.5 and 16384 × 64: 2.1–2.6).  Dense activations (``post = 1``)
+    would be windows with a stride of N between a unit's elements: 2.6–3.4× the tiled walks'
+    time, not used."""
     return (distance in ("cosine", "correlation") and X.shape[0] == 1 and X.shape[3] >= _BAND_MIN_D
             and not _use_compile() and not torch.compiler.is_compiling())
 
 
-_BAND_MIN_D = 512
+_BAND_MIN_D = 256

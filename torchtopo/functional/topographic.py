@@ -195,7 +195,10 @@ def neighbor_distance_mean(
     ResNet's 64-unit convolutions): for the angular distances the N × N Gram matrix masked by
     the grid's adjacency (N²·D ≤ 2²³), for the Euclidean ones both sides of every pair gathered
     at once (pairs·D ≤ 2¹⁶); below those sizes it is faster than the tiled walks (measured, see
-    ``torchtopo.functional._neighbor_torch.small_input``).
+    ``torchtopo.functional._neighbor_torch.small_input``).  Larger weights with rows of ≥ 256
+    elements on grids without wrap-around take, for the angular distances, band walks: each
+    unit's partners in one stencil row are consecutive rows of the weight, so both walks are a
+    few batched matrix products over strided windows (``torchtopo.functional._neighbor_band``).
 
     Backends: ``"triton"`` runs the fused kernels of :mod:`torchtopo.kernels`; ``"torch"`` walks
     the same pairs on shifted views of the grid, in tiles small enough to stay in a core's cache
