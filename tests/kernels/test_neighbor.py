@@ -710,6 +710,28 @@ def test_band_walks_match_brute_force(layout, H, W, a, radius, metric, distance,
     torch.testing.assert_close(g_got, g_ref, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("walk", ["small", "band", "tiles"])
+def test_autocast_does_not_lower_the_precision(walk, monkeypatch):
+    """Under ``torch.autocast`` (bfloat16 on the CPU) the matrix products of the small-input path
+    and of the band walks still run in float32: value and gradient equal the ones computed
+    without autocast."""
+    if walk == "band":
+        bands_only(monkeypatch)
+    elif walk == "tiles":
+        tiles_only(monkeypatch)
+    grid = tt.Grid(6, 7, radius=1.5)
+    w = torch.randn(42, 300, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    for distance in DISTANCES:
+        want = F.weight_similarity(w, grid, distance=distance, backend="torch")
+        (g_want,) = torch.autograd.grad(want, w)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = F.weight_similarity(w, grid, distance=distance, backend="torch")
+        (g_got,) = torch.autograd.grad(got, w)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-8)
+
+
 def test_band_plan_and_dispatch(monkeypatch):
     """The windows of a stencil (per dr the dc interval; dr = 0 from the unit itself); no plan on
     a torus; angular WS on a weight with rows of ≥ 256 elements that is not small takes the band

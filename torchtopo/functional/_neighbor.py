@@ -32,6 +32,7 @@ d = 0.0099, not 0).  ε² depends on every unit and is differentiated as such.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional, Tuple, Union
 
@@ -43,7 +44,7 @@ from ..grid import Grid
 
 __all__ = [
     "NORM_EPS_REL", "SIGNS", "call_scale", "call_scales", "inv_norms", "inv_scale", "eps_sq", "sign_form", "check_sign", "NeighborMean",
-    "pair_mean_reference", "rescale", "TritonWalker",
+    "pair_mean_reference", "rescale", "no_autocast", "TritonWalker",
 ]
 
 #: δ of the angular distances' ε² = δ · mean over units of ‖x̃‖² (see the module docstring).
@@ -53,6 +54,14 @@ _EPS_FLOOR = 1e-30  # ε² when every unit is zero (then s = 0 and d = 1)
 SIGNS = ("signed", "absolute", "squared")
 _SAFE_EXP = 16  # ⌊log₂ max |x|⌋ within ±16: no scaling needed (norm products < 2⁶⁸·D²)
 _DEGREE = {"sqeuclidean": 2, "euclidean": 1, "cosine": 0, "correlation": 0}
+
+
+def no_autocast(device: torch.device):
+    """A context without autocast on ``device``'s type (the walks' matrix products must run in
+    the accumulation dtype, not in autocast's half precision); a no-op when it is off."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
-from ._neighbor import acc_dtype, call_scale, inv_scale
+from ._neighbor import acc_dtype, call_scale, inv_scale, no_autocast
 
 __all__ = ["BandWalker", "band_plan"]
 
@@ -152,6 +152,15 @@ class BandWalker:
         return max(max(abs(s + lo), abs(s + hi)) for s, lo, hi, _ in self.plan)
 
     def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
+        with no_autocast(X.device):  # the products in the accumulation dtype, also under autocast
+            return self._sums(X, grid, distance, c)
+
+    def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
+             c: Tensor, state) -> Tensor:
+        with no_autocast(X.device):
+            return self._grad(X, grid, distance, mean, alpha, beta, c)
+
+    def _sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
         from ._neighbor_torch import _unit_means  # the tiled walks' means (one mechanism)
 
         acc = acc_dtype(X.dtype)
@@ -181,8 +190,8 @@ class BandWalker:
             q[idx] = out[:, [grid.offsets[o][1] - lo for o in idx]].t()
         return mean, nsq, q, None
 
-    def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
-             c: Tensor, state) -> Tensor:
+    def _grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor,
+              beta: Tensor, c: Tensor) -> Tensor:
         acc = alpha.dtype
         inv = inv_scale(c)
         M = _matrix(X)

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..grid import Grid
-from ._neighbor import NORM_EPS_REL, acc_dtype, call_scales, inv_norms, pair_mean_reference, rescale
+from ._neighbor import NORM_EPS_REL, acc_dtype, call_scales, inv_norms, no_autocast, pair_mean_reference, rescale
 
 __all__ = ["SmallNeighborMean"]
 
@@ -110,6 +110,11 @@ class SmallNeighborMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, shape, grid: Grid, distance: str, sign: str) -> Tensor:
+        with no_autocast(x.device):  # the products in the accumulation dtype, also under autocast
+            return SmallNeighborMean._forward(ctx, x, shape, grid, distance, sign)
+
+    @staticmethod
+    def _forward(ctx, x: Tensor, shape, grid: Grid, distance: str, sign: str) -> Tensor:
         acc = acc_dtype(x.dtype)
         cs = call_scales(x)  # [c, 1/c]
         Z, ud = _units(x, shape, cs[1:])
@@ -143,13 +148,19 @@ class SmallNeighborMean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, *saved = ctx.saved_tensors
-        grid, distance, ud = ctx.grid, ctx.distance, ctx.ud
         if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient, in plain ops
             with torch.enable_grad():
-                total = pair_mean_reference(x.reshape(ctx.shape), grid, distance, ctx.sign)
+                total = pair_mean_reference(x.reshape(ctx.shape), ctx.grid, ctx.distance, ctx.sign)
                 (g,) = torch.autograd.grad(total, x, grad.to(total.dtype), create_graph=True)
             return g, None, None, None, None
-        k = grad * saved[-1]  # the loss's gradient times the factor saved by the forward
+        with no_autocast(x.device):
+            g = SmallNeighborMean._grad(ctx, x, saved, grad * saved[-1])
+        return g.reshape(x.shape).to(x.dtype), None, None, None, None
+
+    @staticmethod
+    def _grad(ctx, x: Tensor, saved, k: Tensor) -> Tensor:
+        """The gradient for the loss's gradient times the forward's factor ``k``."""
+        grid, distance, ud = ctx.grid, ctx.distance, ctx.ud
         if distance in _ANGULAR:
             Z, rn, t, _ = saved
             A = _neighbours(grid, x.device, Z.dtype)[0]
@@ -173,4 +184,4 @@ class SmallNeighborMean(torch.autograd.Function):
             shape = list(Dif.shape)
             shape[ud] = grid.n_units
             g = Dif.new_zeros(shape).index_add_(ud, i, Dif).index_add_(ud, j, Dif, alpha=-1)
-        return g.reshape(x.shape).to(x.dtype), None, None, None, None
+        return g
