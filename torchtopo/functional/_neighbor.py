@@ -123,8 +123,9 @@ def eps_sq(nsq: Tensor) -> Tensor:
 
 def inv_norms(nsq: Tensor) -> Tensor:
     """1/n_u = (‖x̃_u‖² + ε²)^(−1/2) for the units' squared norms, ε² as :func:`eps_sq` (in
-    three operators: δ/N·Σ instead of δ·mean, equal to rounding)."""
-    return torch.add(nsq, nsq.sum(), alpha=NORM_EPS_REL / nsq.numel()).add_(_EPS_FLOOR).rsqrt_()
+    three operators: δ/N·Σ instead of δ·mean, and the floor as a lower bound, not added: equal to
+    rounding, and exactly when every unit is zero)."""
+    return torch.add(nsq, nsq.sum(), alpha=NORM_EPS_REL / nsq.numel()).clamp_min_(_EPS_FLOOR).rsqrt_()
 
 
 def sign_form(s: Tensor, sign: str) -> Tuple[Tensor, Tensor]:

@@ -39,24 +39,27 @@ from ._neighbor import NORM_EPS_REL, acc_dtype, call_scales, inv_norms, no_autoc
 __all__ = ["SmallNeighborMean"]
 
 _ANGULAR = ("cosine", "correlation")
-_CACHE: Dict[tuple, Tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+_CACHE: Dict[tuple, Tuple[Tensor, ...]] = {}
 _CACHE_MAX = 64
 
 
 def _neighbours(grid: Grid, device: torch.device, dtype: torch.dtype):
-    """``(A, i, j, ij)``: the symmetric 0/1 adjacency matrix (N × N, ``dtype``), the pair list
-    (i < j) and the two concatenated; cached per grid, device and dtype."""
+    """``(A, i, j, ij, k)``: the symmetric 0/1 adjacency matrix (N × N, ``dtype``), the pair
+    list (i < j), the two concatenated, and the constants ``k = [1, 1/P, 2/P]`` (P pairs) as
+    tensors (a Python number in an operator is first made a tensor: one more operator each
+    call); cached per grid, device and dtype."""
     key = (grid, str(device), dtype)
     hit = _CACHE.get(key)
     if hit is None:
         i, j = grid.neighbor_pairs(device)
-        N = grid.n_units
+        N, P = grid.n_units, grid.n_pairs
         A = torch.zeros(N, N, dtype=dtype, device=device)
         A[i, j] = 1.0
         A[j, i] = 1.0
+        k = torch.tensor([1.0, 1.0 / P, 2.0 / P], dtype=dtype, device=device)
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.clear()
-        hit = _CACHE[key] = (A, i, j, torch.cat([i, j]))
+        hit = _CACHE[key] = (A, i, j, torch.cat([i, j]), k)
     return hit
 
 
@@ -118,7 +121,7 @@ class SmallNeighborMean(torch.autograd.Function):
         acc = acc_dtype(x.dtype)
         cs = call_scales(x)  # [c, 1/c]
         Z, ud = _units(x, shape, cs[1:])
-        A, i, j, ij = _neighbours(grid, x.device, acc)
+        A, i, j, ij, k = _neighbours(grid, x.device, acc)  # k = [1, 1/P, 2/P]
         P = grid.n_pairs
         ctx.grid, ctx.distance, ctx.sign, ctx.ud, ctx.shape = grid, distance, sign, ud, shape
         if distance in _ANGULAR:  # scale-free: ∂L/∂x = ∂L/∂x̃ / c
@@ -129,21 +132,21 @@ class SmallNeighborMean(torch.autograd.Function):
             M = G.mul_(A)  # A ⊙ G (the diagonal, read above, is zeroed)
             if sign == "signed":  # Σ_uv A_uv s_uv = rnᵀ (A ⊙ G) rn
                 y = torch.mv(M, rn)
-                ctx.save_for_backward(x, Z, rn, y, cs[1] / P)
+                ctx.save_for_backward(x, Z, rn, y, cs[1] * k[1])
                 total = torch.dot(rn, y)
             else:
                 S = M.mul_(rn.unsqueeze(1)).mul_(rn)  # A ⊙ S
-                ctx.save_for_backward(x, Z, rn, S, cs[1] / P)
+                ctx.save_for_backward(x, Z, rn, S, cs[1] * k[1])
                 total = S.abs().sum() if sign == "absolute" else torch.dot(S.view(-1), S.view(-1))
-            return torch.rsub(total, 1.0, alpha=0.5 / P)  # 1 − Σ_uv A_uv f(s_uv) / (2P)
+            return torch.add(k[0], total, alpha=-0.5 / P)  # 1 − Σ_uv A_uv f(s_uv) / (2P)
         D = Z.index_select(ud, ij)
         Dif = torch.sub(D.narrow(ud, 0, P), D.narrow(ud, P, P))  # x̃_i − x̃_j per pair
         if distance == "sqeuclidean":  # ∂/∂x_i = 2c(x̃_i − x̃_j)/P
-            ctx.save_for_backward(x, Dif, cs[0] * (2.0 / P))
-            return rescale(torch.dot(Dif.view(-1), Dif.view(-1)) / P, cs[0], distance)
+            ctx.save_for_backward(x, Dif, cs[0] * k[2])
+            return rescale(torch.dot(Dif.view(-1), Dif.view(-1)) * k[1], cs[0], distance)
         d = torch.linalg.vector_norm(Dif, dim=_vec_dims(Dif, ud))  # ∂/∂x_i = (x̃_i − x̃_j)/(d̃ P)
-        ctx.save_for_backward(x, Dif, d, torch.full_like(cs[0], 1.0 / P))
-        return rescale(d.sum() / P, cs[0], distance)
+        ctx.save_for_backward(x, Dif, d, k[1])
+        return rescale(d.sum() * k[1], cs[0], distance)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -168,7 +171,7 @@ class SmallNeighborMean(torch.autograd.Function):
                 alpha = (rn * t).mul_(rn).mul_(rn)
                 Y = _mix(A, Z * _per_unit(rn, Z, ud), ud)  # Σ_v A_uv z_v / n_v
             else:  # t = A ⊙ S: F = A ⊙ f'(S), α_u = n_u⁻² Σ_v (F ⊙ S)_uv
-                F = torch.sign(t) if ctx.sign == "absolute" else t * 2.0
+                F = torch.sign(t) if ctx.sign == "absolute" else torch.add(t, t)
                 alpha = (F * t).sum(1).mul_(rn).mul_(rn)
                 Y = _mix(F.mul_(rn), Z, ud)  # Σ_v F_uv z_v / n_v
             alpha = torch.add(alpha, alpha.sum(), alpha=NORM_EPS_REL / grid.n_units)  # through ε²
@@ -180,7 +183,7 @@ class SmallNeighborMean(torch.autograd.Function):
             else:  # 0 at d = 0
                 d = rest[0]
                 Dif = Dif * _per_unit(torch.where(d > 0, k / d, 0.0), Dif, ud)
-            _, i, j, _ = _neighbours(grid, x.device, Dif.dtype)
+            _, i, j, _, _ = _neighbours(grid, x.device, Dif.dtype)
             shape = list(Dif.shape)
             shape[ud] = grid.n_units
             g = Dif.new_zeros(shape).index_add_(ud, i, Dif).index_add_(ud, j, Dif, alpha=-1)
