@@ -813,7 +813,8 @@ def test_small_input_threshold_and_neighbour_cache():
     assert T.small_input(torch.empty(1, 16, 16, 128), big, "correlation")  # 2^23
     assert not T.small_input(torch.empty(1, 16, 16, 129), big, "correlation")
     assert not T.small_input(torch.empty(256, 16, 16, 1), big, "euclidean")  # 870 pairs x 256 > 2^16
-    A, i, j, ij = S._neighbours(g, torch.device("cpu"), torch.float64)
+    A, i, j, ij, k = S._neighbours(g, torch.device("cpu"), torch.float64)
+    assert k.tolist() == [1.0, 1.0 / g.n_pairs, 2.0 / g.n_pairs] and k.dtype == torch.float64
     assert torch.equal(A, A.T) and set(A.unique().tolist()) == {0.0, 1.0} and float(A.diagonal().abs().sum()) == 0
     deg = torch.zeros(g.n_units).index_add_(0, i, torch.ones(len(i))).index_add_(0, j, torch.ones(len(j)))
     assert torch.equal(A.sum(1), deg.double()) and int(A.sum()) == 2 * g.n_pairs
