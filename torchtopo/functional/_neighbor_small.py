@@ -17,8 +17,9 @@ arithmetic but the fixed cost of their small operators (one per tile, offset and
   ∂/∂z_u = k [α_u z_u − n_u⁻¹ Σ_v F_uv n_v⁻¹ z_v] with F = A ⊙ f′(S), α_u = n_u⁻² Σ_v (F ⊙ S)_uv
   (+ the ε² term α_u += δ/N Σ_w α_w), the same coefficients as the walks' (see
   :mod:`torchtopo.functional._neighbor`).  The Gram costs N²·D multiply-adds where the walks
-  need (offsets + 1)·N·D, so it is used only below a measured size (``_GRAM_ELEMENTS`` in
-  :mod:`._neighbor_torch`);
+  need (offsets + 1)·N·D, so it is used only where it measured faster: N²·D ≤ 2²³
+  (``_GRAM_ELEMENTS`` in :mod:`._neighbor_torch`; e.g. 0.37× the tiled walks' time at 121 units
+  × 64, 0.73–0.77× at 2²³, 0.87–0.99× at 2²⁴, 1.4–2.9× at 2²⁶, one core);
 * **Euclidean distances**: both sides of every pair gathered at once (P × D elements),
   differences, their squared norms; the gradient ±(coefficient × difference) added back to both
   units of each pair.  Differences are formed explicitly (not ‖x‖² + ‖y‖² − 2x·y, which
