@@ -136,6 +136,8 @@ def figures(args, conds, payload, first, xte) -> List[str]:
         ax[0].plot(ep, [r["ce"] for r in h], marker="o", label=c["name"])
         ax[1].plot(ep, [r["test_acc"] for r in h], marker="o", label=c["name"])
     ax[0].set_ylabel("training cross-entropy (nats)")
+    for a_ in ax:
+        a_.xaxis.get_major_locator().set_params(integer=True)
     ax[1].set_ylabel("test accuracy (%)")
     for a in ax:
         a.set_xlabel("epoch")
@@ -210,8 +212,7 @@ def report(args, conds, payload, figs) -> str:
         f"Dataset `{args.dataset}`, {len(conds)} conditions × {args.seeds} seed(s), {args.epochs} epoch(s), Adam lr "
         f"{args.lr}, batch {args.batch_size}; HaH cost {'end to end' if args.end_to_end else 'layer-local (as the released code)'} "
         f"with the paper's α per layer, keep = {args.keep}, ρ = 0.1, λ = 0.1.  Attacks: {_attack_text(args)}.  Noise and ε "
-        f"in pixel units of [0, 1] images.  Run time {payload['seconds']:.0f} s "
-        f"({args.threads or 'default'} torch thread(s)).",
+        f"in pixel units of [0, 1] images.  {_fresh_text(payload)} ({args.threads or 'default'} torch thread(s)).",
         "",
         _decide_line(args, per, comps),
         "",
@@ -257,11 +258,16 @@ def report(args, conds, payload, figs) -> str:
     lines += ["", "The paper's claims (HaH more robust at σ = 0.1, ℓ∞ 2/255 and ℓ2 0.25, a few points lower clean) "
               f"are checked on `{payload['paper_condition']}` (the paper's σ and input normalisation) against the "
               "standard model in the table above; the other conditions are the sweep."]
+    lines += ["", "In short (robustness measures only — the paper's points, AutoAttack and the curves' means; "
+              "95 % CIs of the paired differences):", ""]
+    lines += [f"- {line}" for line in _summary_lines(comps)]
     if not cifar:
         lines += ["", "On MNIST the standard model barely notices σ = 0.1 or ε = 2/255, so the paper's operating points "
-                  "cannot show a gain; read the curves and their means.  With mean/std normalisation the flat digit "
-                  "background becomes a constant non-zero input that local divisive normalisation at σ = 0.1 "
-                  "amplifies; the raw-input and σ = 1 conditions test that."]
+                  "alone cannot show a gain; read the curves and their means.  With mean/std normalisation the flat "
+                  "digit background becomes a constant non-zero input that local divisive normalisation at σ = 0.1 "
+                  "amplifies: if that were why HaH at σ = 0.1 loses, the raw-input HaH model would not lose against its "
+                  "own standard model; σ = 1 weights the image-wide maximum instead of the local field."]
+    lines += ["", _training_note(args, conds, payload)]
     lines += ["", "HaH's hard threshold and divisive normalisation can mask gradients: a PGD gain that AutoAttack "
               "does not confirm is not a robustness gain.", ""]
     lines += _time_table(conds, per)
@@ -301,3 +307,39 @@ def _time_table(conds, per) -> List[str]:
         out.append(f"| {c['name']} | " + " | ".join(cells) + " |")
     return out + ["", "Measured with the thread count above on a machine that may have been shared (see run.json); "
                   "a rerun reuses the checkpoints, so its training times are those of the first run.", ""]
+
+
+def _fresh_text(payload) -> str:
+    f = payload.get("this_invocation")
+    if not f or (f["trained"] == f["models"] and f["evaluated"] == f["models"]):
+        return f"Run time {payload['seconds']:.0f} s"
+    return (f"This invocation took {payload['seconds']:.0f} s before the figures: it trained {f['trained']} and "
+            f"evaluated {f['evaluated']} of the {f['models']} models and read the rest from `checkpoints/` (the "
+            "per-model times in the last table are those of the run that made them)")
+
+
+def _summary_lines(comps) -> List[str]:
+    out = []
+    for name, cp in comps.items():
+        v = [d["verdict"] for k, d in cp["measures"].items() if k != "clean"]
+        lower = sum("HaH lower" in x and "CI below" in x for x in v)
+        higher = sum("HaH higher" in x and "CI above" in x for x in v)
+        out.append(f"{name} vs {cp['vs']}: HaH lower on {lower}, higher on {higher}, undecided on "
+                   f"{len(v) - lower - higher} of {len(v)} measures.")
+    return out
+
+
+def _training_note(args, conds, payload) -> str:
+    gains = []
+    for c in conds:
+        for r in payload["runs"][c["name"]]:
+            h = r["history"]
+            if len(h) >= 2 and h[-1].get("test_acc") is not None and h[-2].get("test_acc") is not None:
+                gains.append(h[-1]["test_acc"] - h[-2]["test_acc"])
+    if not gains:
+        return "Training: one epoch, so no plateau check."
+    m = sum(gains) / len(gains)
+    return (f"Training: over the last epoch test accuracy (first 1,000 test images) changed by {m:+.2f} points on "
+            f"average over the {len(gains)} models (range {min(gains):+.1f} to {max(gains):+.1f}); the models are "
+            + ("not at a plateau, so longer training could move the robustness numbers." if m > 0.3 else
+               "close to a plateau."))

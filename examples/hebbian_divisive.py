@@ -25,14 +25,15 @@ survivors), and AutoAttack at the paper's two points on the first 10 of them (CP
 run on the images PGD did not fool — an image counts robust only if neither attack fools it.
 
     python examples/hebbian_divisive.py --quick --threads 1    # 2 seeds, 3 conditions, 1 epoch, no AutoAttack (~10 min, 1 core)
-    python examples/hebbian_divisive.py --threads 1            # the default: 3 seeds × 5 conditions, 4 epochs (~35 min, 1 core)
+    python examples/hebbian_divisive.py --threads 1            # the default: 3 seeds × 5 conditions, 4 epochs (~30 min, 1 core)
     python examples/hebbian_divisive.py --dataset cifar10 --data-root ~/data --device cuda
 
-Time of the default on one CPU core (measured on a shared 2-core machine with another job on
-the other core; the report's last table has the run's own breakdown): training is about 45 % of
-it (a HaH model trains about 5× slower than the standard one: the 3 × 3 stride-1 max-pool of the
-divisive normalisation and the per-map k-th value of the threshold), the PGD curves about 30 %,
-AutoAttack about 15 % (its Square attack: 5,000 forward passes per image that survives).
+Time of the default on one CPU core: 1,801 s wall (30 min), measured with one torch thread on a
+shared 2-core machine while other jobs ran (load average about 2-2.5): training 37 % (a HaH model
+trains about 4× slower than the standard one: the 3 × 3 stride-1 max-pool of the divisive
+normalisation and the per-map k-th value of the threshold dominate its forward pass), the PGD
+curves 26 %, AutoAttack 26 % (its Square attack: 5,000 forward passes per image that survives the
+gradient attacks), clean and noise accuracy 10 %.  The report's last table has the breakdown.
 
 Offline default: the 4,000/1,000 real MNIST digits of ``tt.data.mnist_sample()`` and a small CNN
 (``tt.models.hah_cnn``: two 3×3 conv blocks of 32 and 64 channels, both HaH in the HaH model: the
@@ -318,6 +319,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     ck = Checkpoints(os.path.join(args.out, "checkpoints"), sig)
     runs: Dict[str, List[Dict]] = {c["name"]: [] for c in conds}
     first: Dict[str, nn.Module] = {}
+    fresh = {"trained": 0, "evaluated": 0, "models": len(conds) * args.seeds}  # the rest come from checkpoints/
     say(f"{len(conds)} conditions × {args.seeds} seeds; attacks: PGD ({args.pgd_steps} steps, {args.pgd_restarts} "
         f"restart(s)) for the curves" + (", AutoAttack at the paper's points" if args.autoattack else
                                          ", no AutoAttack (torchattacks not installed or --n-autoattack 0)"))
@@ -327,6 +329,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             model = make_model(c, args)
             blob = None if args.no_resume else ck.load(tag, model)
             if blob is None:
+                fresh["trained"] += 1
                 t1 = time.time()
                 model, hist = train_model(c, seed, args, train, xte, yte)
                 ck.save(tag, model, history=hist, train_seconds=time.time() - t1)
@@ -334,6 +337,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             model.to(args.device).eval()
             ev = None if args.no_resume else ck.load_json(tag + ".eval.json")
             if ev is None or ev.get("sig") != evsig:
+                fresh["evaluated"] += 1
                 ev = {"sig": evsig, **evaluate(model, args, xte, yte, seed, c)}
                 ck.save_json(tag + ".eval.json", ev)
             ev = {k: v for k, v in ev.items() if k != "sig"}
@@ -345,6 +349,7 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     payload = summarise(args, conds, runs)
     payload["seconds"] = time.time() - t0
     payload["n_test"] = int(xte.shape[0])
+    payload["this_invocation"] = fresh
     figs = [] if args.no_plots else figures(args, conds, payload, first, xte)
     write_results(args.out, payload, report(args, conds, payload, figs))
     for line in payload["verdict_lines"]:

@@ -321,8 +321,8 @@ def autoattack(
     Hein's reference code uses 100; Square keeps the reference's 5,000 queries.  Its gradient
     attacks are therefore weaker than the reference's, and on a CPU almost all the time goes to
     Square: every image that survives the gradient attacks costs 5,000 forward passes (measured
-    on a small MNIST CNN, one busy core: about 2 s per robust image for a conv–BN–ReLU CNN,
-    about 6 s with HaH blocks, against under 0.5 s for the three gradient attacks together).
+    on a small MNIST CNN, one busy core: 2–4 s per robust image and radius for a conv–BN–ReLU
+    CNN, 6–9 s with HaH blocks, against well under 1 s for the three gradient attacks together).
     Passing only the images other attacks did not fool (e.g. the True of :func:`pgd_robust`)
     and counting the rest as broken is the usual worst case over attacks, and much cheaper.
 
