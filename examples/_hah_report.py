@@ -186,14 +186,14 @@ def _attack_text(args) -> str:
 
 def _decide_line(args, per, comps) -> str:
     se_pgd = binomial_se(50.0, args.n_attack)
-    diffs = [abs(d["mean"]) for cp in comps.values() for k, d in cp["measures"].items() if d["n"] and d["mean"] is not None
-             and ("CI above" in d["verdict"] or "CI below" in d["verdict"])]
+    diffs = [abs(d["mean"]) for cp in comps.values() for k, d in cp["measures"].items() if k != "clean" and d["n"]
+             and d["mean"] is not None and ("CI above" in d["verdict"] or "CI below" in d["verdict"])]
     decided = sum(1 for cp in comps.values() for d in cp["measures"].values() if "CI above" in d["verdict"] or "CI below" in d["verdict"])
     total = sum(len(cp["measures"]) for cp in comps.values())
     line = (f"**What this run can decide:** HaH − standard differences in *this* setting (MNIST digits, two-block CNN, "
             f"{args.epochs} epoch(s)), paired over {args.seeds} seeds, when they are large against the binomial SE of one "
             f"model's PGD accuracy on {args.n_attack} images (≤ {se_pgd:.1f} points) — {decided} of {total} comparisons "
-            "get a verdict" + (f", the smallest decided one {min(diffs):.1f} points" if diffs else "") + ". ")
+            "get a verdict" + (f", the smallest decided robustness difference {min(diffs):.1f} points" if diffs else "") + ". ")
     if args.autoattack:
         line += (f"AutoAttack ran on {args.n_autoattack} images per model (binomial SE up to "
                  f"{binomial_se(50.0, args.n_autoattack):.0f} points per model): it can confirm or refute differences of "
