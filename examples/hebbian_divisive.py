@@ -30,8 +30,8 @@ run on the images PGD did not fool — an image counts robust only if neither at
 
 Time of the default on one CPU core: 1,801 s wall (30 min), measured with one torch thread on a
 shared 2-core machine while other jobs ran (load average about 2-2.5): training 37 % (a HaH model
-trains about 4× slower than the standard one: the 3 × 3 stride-1 max-pool of the divisive
-normalisation and the per-map k-th value of the threshold dominate its forward pass), the PGD
+trains about 4× slower than the standard one: max-pooling, the threshold's per-map k-th value and
+the HaH cost's top-k take 70 % of its training step on a CPU), the PGD
 curves 26 %, AutoAttack 26 % (its Square attack: 5,000 forward passes per image that survives the
 gradient attacks), clean and noise accuracy 10 %.  The report's last table has the breakdown.
 
