@@ -263,8 +263,10 @@ def report(args, data, summary, results, conds, tabs, claim_lines, files, elapse
         f"and {data[2].shape[0]} test images; {args.seeds} seed(s) per condition, λ ∈ {args.lambdas}; WS distance "
         f"{args.ws_distance}, AS distance {args.as_distance} (pre-ReLU fc1, 11×11, 8 neighbours). {n_models} models; "
         f"this invocation took {elapsed / 60:.1f} min with {args.threads or torch.get_num_threads()} thread(s) per "
-        f"process and {args.jobs} process(es) ({counts['trained']} trained, {counts['loaded']} loaded from "
-        "--out/checkpoints)" + (f"; its training processes used {args.worker_cpu_s / 60:.1f} CPU-minutes in all"
+        f"process and {args.jobs} process(es) ("
+        + (f"{args.worker_trained} trained by the worker processes, the rest loaded from --out/checkpoints)"
+           if getattr(args, "worker_trained", None) is not None
+           else f"{counts['trained']} trained, {counts['loaded']} loaded from --out/checkpoints)") + (f"; its training processes used {args.worker_cpu_s / 60:.1f} CPU-minutes in all"
                                  if getattr(args, "worker_cpu_s", None) else "")
         + ". Tables: mean ± SD over seeds (a single seed shows the value alone).\n\n",
         legend + "\n",

@@ -457,8 +457,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
             f"CPU time {(cpu.ru_utime + cpu.ru_stime) / 60:.1f} min")
         return {"shard": list(args.shard), "counts": counts}
     if args.jobs > 1 and not args.no_train and (args.no_resume or _done(args, jobs) < len(jobs)):
+        t_workers = time.time()
         run_parallel(args, argv, jobs)
         args.no_resume = False  # the workers retrained; collect what they saved
+        saved = glob.glob(os.path.join(args.out, "checkpoints", "*.pt"))
+        args.worker_trained = sum(os.path.getmtime(p) >= t_workers for p in saved)
     results: Dict[str, List[Dict]] = {c["name"]: [] for c in conds}
     reps: Dict[str, nn.Module] = {}
     rep_lam = representative_lambda(args)
