@@ -24,7 +24,7 @@ Attacks: PGD with 20 steps and 2 random restarts on the first 100 test images fo
 survivors), and AutoAttack at the paper's two points on the first 10 of them (CPU; 200 on a GPU),
 run on the images PGD did not fool — an image counts robust only if neither attack fools it.
 
-    python examples/hebbian_divisive.py --quick --threads 1    # 2 seeds, 3 conditions, 1 epoch, no AutoAttack (~10 min, 1 core)
+    python examples/hebbian_divisive.py --quick --threads 1    # 2 seeds, 3 conditions, 1 epoch, no AutoAttack (~2.5 min, 1 core)
     python examples/hebbian_divisive.py --threads 1            # the default: 3 seeds × 5 conditions, 4 epochs (~30 min, 1 core)
     python examples/hebbian_divisive.py --dataset cifar10 --data-root ~/data --device cuda
 

@@ -36,7 +36,7 @@ The follow-up code's choices are options, documented as such: ``--envelope-table
 table is the paper's text) and ``--uniform coupled`` (its default "uniform" keeps the nx–sf and
 nx–ny couplings: ``sampling="unif3"``; the paper's control is ``independent``).
 
-    python examples/v1_front_robustness.py --quick --threads 1   # 2 seeds, 2 epochs, 300 test images
+    python examples/v1_front_robustness.py --quick --threads 1   # 2 seeds, 2 epochs, 300 test images (about 3 min, 1 core)
     python examples/v1_front_robustness.py                       # 5 seeds, 4 epochs, whole test set (~1 h, 1 core)
     python examples/v1_front_robustness.py --dataset tiny-imagenet --data-root ~/data/tiny-imagenet-200 \\
         --corruption-root ~/data/Tiny-ImageNet-C --device cuda
