@@ -13,6 +13,9 @@ step (forward + backward + optimizer step).  For each model this script times on
 * ``Hebbian``    — + :class:`tt.HebbianLoss` (layer-local, ρ = 0.1) on the first blocks
   (ResNet-18: ``conv1`` and the convolutions of ``layer1``; the study CNNs: the first
   convolution) (Cekic et al., arXiv:2202.13074);
+* ``L2``         — + a plain Σ w² loss term on the same convolutions as ``WS`` (a reference, not
+  a torchtopo term: what the cheapest weight penalty written as a loss costs in eager PyTorch,
+  its forward, backward and autograd's accumulation into the convolutions' gradients);
 * ``topoloss``   — + TopoNets' LaplacianPyramid loss (Deb et al., ICLR 2025) on the same layers
   as ``WS``, the weight ``(C_out, C_in·k·k)`` viewed as a ``h × w × C_in·k·k`` sheet (the
   ``topoloss`` package when it imports, else the re-implementation in ``neighbor_penalty.py``).
@@ -51,7 +54,7 @@ import torchtopo as tt
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from neighbor_penalty import TOPOLOSS_LABEL, topoloss_lp  # noqa: E402  (one topoloss, shared)
 
-CONFIGS = ("plain", "WS", "AS", "Hebbian", "topoloss")
+CONFIGS = ("plain", "WS", "AS", "Hebbian", "L2", "topoloss")
 MODELS = ("resnet18", "mnist_cnn", "hah_cnn", "lgn_cnn")
 #: Overhead targets (fraction of the plain CPU step).
 TARGETS = {"WS": 0.05, "AS": 0.03}
@@ -105,6 +108,9 @@ def make_penalty(cfg: str, name: str, model: nn.Module) -> Callable[[], torch.Te
             return total
 
         return penalty
+    if cfg == "L2":
+        weights = [m.weight for _, m in convs(model)]
+        return lambda: 1e-4 * sum((w * w).sum() for w in weights)
     if cfg == "WS":
         terms = {n: tt.WeightSimilarity(1.0, tt.Grid.for_units(m.out_channels), distance="cosine")
                  for n, m in convs(model)}

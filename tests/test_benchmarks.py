@@ -50,7 +50,7 @@ def test_train_step_benchmark_runs(tmp_path):
         ["--models", "mnist_cnn", "--batch", "2", "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(out)])
     data = json.loads(out.read_text())
     assert data["results"] == json.loads(json.dumps(report["results"]))
-    assert [r["config"] for r in data["results"]] == ["plain", "WS", "AS", "Hebbian", "topoloss"]
+    assert [r["config"] for r in data["results"]] == ["plain", "WS", "AS", "Hebbian", "L2", "topoloss"]
     assert data["results"][0]["overhead"] == 0.0
     assert all(r["median_ms"] > 0 for r in data["results"])
 
