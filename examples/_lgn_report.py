@@ -60,7 +60,8 @@ def _np(t: torch.Tensor):
     return t.detach().cpu().numpy()
 
 
-def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]) -> List[str]:
+def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float], seed: int) -> List[str]:
+    """The figures of one seed's network (``seed``: named in the titles)."""
     plt = pyplot()
     files: List[str] = []
     ell0, log = model.lgn.filter.detach(), after["_log"]
@@ -69,7 +70,7 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     ax = [axs[0], axs[1], axs[4]]
     v = float(ell0.abs().max()) + 1e-12
     im = ax[0].imshow(_np(ell0), cmap="RdBu_r", vmin=-v, vmax=v)
-    ax[0].set_title("ℓ0 learned (first seed)", fontsize=9)
+    ax[0].set_title(f"ℓ0 learned (seed {seed})", fontsize=9)
     ax[1].imshow(_np(log["fitted"]), cmap="RdBu_r", vmin=-v, vmax=v)
     ax[1].set_title(f"LoG fit σ = {float(log['sigma']):.2f} px, R² = {float(log['r2']):.2f}", fontsize=9)
     fig.colorbar(im, cax=axs[2], label="filter weight (a.u.)")
@@ -112,7 +113,7 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
     ax.hist([max(x, -0.2) for x in before["l1"]["r2"] if x is not None], bins=bins, alpha=0.6, label="untrained")
     ax.hist([max(x, -0.2) for x in after["l1"]["r2"] if x is not None], bins=bins, alpha=0.6, label="trained")
     ax.axvline(0.8, color="k", ls="--", lw=0.8, label="R² = 0.8")
-    ax.set_xlabel("Gabor fit R² of ℓ1 filters (first seed)")
+    ax.set_xlabel(f"Gabor fit R² of ℓ1 filters (seed {seed})")
     ax.set_ylabel("filters")
     ax.legend(fontsize=8)
     save_fig(fig, out, "l1_gabor_r2.png", files)
@@ -142,6 +143,7 @@ def make_figures(out: str, model, after: Dict, before: Dict, losses: List[float]
 # ------------------------------------------------------------------------------ report
 def report(a, r: Dict) -> str:
     recs, em = r["seeds"], r["emergence"]
+    shown = next((x for x in recs if x["seed"] == r.get("figure_seed")), recs[0])  # the figures' seed
     n = len(recs)
     lines = [
         "# LGN pre-filter and lateral connections: emergence",
@@ -198,10 +200,12 @@ def report(a, r: Dict) -> str:
                          f"{_num(d['p_value'], '{:.3g}')} | {sh} | {extra} |")
     lines += ["", "Over the testable seeds (" + (", ".join(map(str, r["testable_seeds"])) or "none") + "), r − shuffled r: "
               + "; ".join(f"{MEASURES[m]} {fmt_mean(s, '{:+.3f}')}" for m, s in r["lateral"].items()) + ".", "",
-              "Mean Σ K per Δθ bin (first seed; `empty` = no pair in the bin): "
+              f"Mean Σ K per Δθ bin (seed {shown['seed']}; `empty` = no pair in the bin): "
               + ", ".join(f"{c:.0f}°: " + ("empty" if v is None else f"{v:+.4f}") for c, v in
-                          zip(recs[0]["trained"]["lateral"]["sum"]["bin_centers_deg"], recs[0]["trained"]["lateral"]["sum"]["mean_strength"])),
+                          zip(shown["trained"]["lateral"]["sum"]["bin_centers_deg"], shown["trained"]["lateral"]["sum"]["mean_strength"])),
               ""]
     if r.get("figures"):
-        lines += ["## Figures (first seed)", ""] + [f"![{f}]({f})" for f in r["figures"]]
+        why = "the first seed whose lateral claim is testable" if shown["trained"]["lateral"]["testable"] else \
+            "no seed's lateral claim is testable: the first seed"
+        lines += [f"## Figures (seed {shown['seed']}: {why})", ""] + [f"![{f}]({f})" for f in r["figures"]]
     return "\n".join(lines) + "\n"
