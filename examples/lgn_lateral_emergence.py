@@ -22,7 +22,7 @@ verdict only from two or more testable seeds (mean ± SE and 95 % interval of r 
 Every number is also computed for the untrained network of the same seed (the chance level).
 
     python examples/lgn_lateral_emergence.py --quick --threads 1    # 2 seeds × 150 steps (~1 min, 1 core): too short to test
-    python examples/lgn_lateral_emergence.py                        # 3 seeds × 2,000 steps (27 min on one busy core)
+    python examples/lgn_lateral_emergence.py                        # 3 seeds × 2,000 steps (17 min on one idle core)
     python examples/lgn_lateral_emergence.py --dataset cifar10 --data-root ~/data
 
 Data.  The offline default (``--dataset auto`` = ``natural`` when scikit-image is installed) is
