@@ -253,6 +253,15 @@ def report(args, data, summary, results, conds, tabs, claim_lines, files, elapse
                  f"where both conditions stay above {FLOOR:g} % (chance + 5 pp). Columns are the AS forms side "
                  "by side: which form reproduces which published finding.\n\n" + "\n".join(claim_lines) + "\n")
     n_models = sum(len(v) for v in results.values())
+    # where the models came from: under --jobs the worker processes trained them, this one loaded them
+    if getattr(args, "worker_trained", None) is not None:
+        provenance = f"{args.worker_trained} trained by the worker processes, the rest loaded from --out/checkpoints"
+    else:
+        provenance = f"{counts['trained']} trained, {counts['loaded']} loaded from --out/checkpoints"
+    if getattr(args, "worker_cpu_s", None):
+        provenance += f"); its training processes used {args.worker_cpu_s / 60:.1f} CPU-minutes in all"
+    else:
+        provenance += ")"
     if n_models < len(conds) * args.seeds:
         smoke += (f"> **Partial run**: {n_models} of the {len(conds) * args.seeds} models are trained (the rest "
                   "not yet: `--no-train` reports what the checkpoints hold); conditions without models are "
@@ -263,12 +272,8 @@ def report(args, data, summary, results, conds, tabs, claim_lines, files, elapse
         f"and {data[2].shape[0]} test images; {args.seeds} seed(s) per condition, λ ∈ {args.lambdas}; WS distance "
         f"{args.ws_distance}, AS distance {args.as_distance} (pre-ReLU fc1, 11×11, 8 neighbours). {n_models} models; "
         f"this invocation took {elapsed / 60:.1f} min with {args.threads or torch.get_num_threads()} thread(s) per "
-        f"process and {args.jobs} process(es) ("
-        + (f"{args.worker_trained} trained by the worker processes, the rest loaded from --out/checkpoints)"
-           if getattr(args, "worker_trained", None) is not None
-           else f"{counts['trained']} trained, {counts['loaded']} loaded from --out/checkpoints)") + (f"; its training processes used {args.worker_cpu_s / 60:.1f} CPU-minutes in all"
-                                 if getattr(args, "worker_cpu_s", None) else "")
-        + ". Tables: mean ± SD over seeds (a single seed shows the value alone).\n\n",
+        f"process and {args.jobs} process(es) ({provenance}. Tables: mean ± SD over seeds (a single seed "
+        "shows the value alone).\n\n",
         legend + "\n",
         "## Training\n\nacc: test accuracy (%); val_acc: validation accuracy at the kept epoch; epochs_run / "
         "best_epoch: epochs trained and the kept (best validation loss) epoch; train_s / eval_s: seconds per model.\n\n",
