@@ -464,6 +464,20 @@ def test_weight_view_of_a_wide_conv_is_a_handful_of_whole_grid_tiles():
         assert [t[1].start for t in tiles] == sorted({t[1].start for t in tiles}) and tiles[-1][1].stop == 4608
 
 
+def assert_half_matches_fp32(leaf16, loss, grid, layout):
+    """``loss`` of the unit view of the half-precision ``leaf16`` returns fp32, equal to the fp32
+    computation on the same rounded numbers, and its gradient is that fp32 gradient rounded."""
+    up = leaf16.detach().float().requires_grad_()
+    view = "rows" if layout == "rows" else "columns"
+    got, ref = loss(F.unit_view(leaf16, grid, view)), loss(F.unit_view(up, grid, view))
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    (g16,) = torch.autograd.grad(got, leaf16)
+    (g32,) = torch.autograd.grad(ref, up)
+    assert g16.dtype == leaf16.dtype
+    torch.testing.assert_close(g16.float(), g32.to(leaf16.dtype).float(), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["rows", "dense", "conv"])
 @pytest.mark.parametrize("wrap", [False, True])
@@ -475,19 +489,10 @@ def test_tiled_torch_path_half_precision(dtype, layout, wrap, budget, monkeypatc
     tiles_only(monkeypatch)
     grid = tt.Grid(6, 7, radius=1.5, wrap=wrap)
     for distance in DISTANCES:
-        leaf32, X32 = make_view(layout, 6, 7, 5, 3, dtype=torch.float32, seed=11)
+        leaf32, _ = make_view(layout, 6, 7, 5, 3, dtype=torch.float32, seed=11)
         leaf16 = leaf32.detach().to(dtype).requires_grad_()
-        X16 = F.unit_view(leaf16, grid, "rows" if layout == "rows" else "columns")
-        up = leaf16.detach().float().requires_grad_()
-        Xup = F.unit_view(up, grid, "rows" if layout == "rows" else "columns")
-        got = F.neighbor_distance_mean(X16, grid, distance=distance, backend="torch")
-        ref = F.neighbor_distance_mean(Xup, grid, distance=distance, backend="torch")
-        assert got.dtype == torch.float32
-        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
-        (g16,) = torch.autograd.grad(got, leaf16)
-        (g32,) = torch.autograd.grad(ref, up)
-        assert g16.dtype == dtype
-        torch.testing.assert_close(g16.float(), g32.to(dtype).float(), rtol=0, atol=0)
+        assert_half_matches_fp32(
+            leaf16, lambda v: F.neighbor_distance_mean(v, grid, distance=distance, backend="torch"), grid, layout)
 
 
 @pytest.mark.parametrize("H, W", [(2, 1), (5, 1), (4, 2), (7, 2)])
@@ -767,16 +772,7 @@ def test_band_walks_half_precision(dtype, layout, monkeypatch):
     for distance in ("cosine", "correlation"):
         leaf32, _ = make_view(layout, 5, 6, 7, 1, dtype=torch.float32, seed=4)
         leaf16 = leaf32.detach().to(dtype).requires_grad_()
-        up = leaf16.detach().float().requires_grad_()
-        view = "rows" if layout == "rows" else "columns"
-        got = band_mean(F.unit_view(leaf16, grid, view), grid, distance)
-        ref = band_mean(F.unit_view(up, grid, view), grid, distance)
-        assert got.dtype == torch.float32
-        torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
-        (g16,) = torch.autograd.grad(got, leaf16)
-        (g32,) = torch.autograd.grad(ref, up)
-        assert g16.dtype == dtype
-        torch.testing.assert_close(g16.float(), g32.to(dtype).float(), rtol=0, atol=0)
+        assert_half_matches_fp32(leaf16, lambda v: band_mean(v, grid, distance), grid, layout)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
