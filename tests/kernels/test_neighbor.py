@@ -761,6 +761,99 @@ def test_band_plan_and_dispatch(monkeypatch):
     assert used == ["cosine", "correlation"]
 
 
+def _band_direct_and_tiled(w, grid, sign="signed", monkeypatch=None):
+    """(loss, grad) of cosine WS on ``w`` through the band walks with and without the direct
+    windows, and whether the direct forward ran."""
+    out, ran = [], []
+    for direct in (True, False):
+        with monkeypatch.context() as m:
+            bands_only(m)
+            m.setattr(BW, "_DIRECT", direct)
+            real = BW.BandWalker._sums_direct
+            m.setattr(BW.BandWalker, "_sums_direct", lambda self, *a: ran.append(direct) or real(self, *a))
+            leaf = w.detach().clone().requires_grad_()
+            loss = band_mean(F.unit_view(leaf, grid, "rows"), grid, "cosine", sign)
+            out.append((loss.detach(), *torch.autograd.grad(loss, leaf)))
+    return out[0], out[1], ran
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("H, W, radius", [(5, 6, 1.5), (16, 32, 1.5), (7, 9, 2), (9, 4, 3), (2, 3, 3), (1, 5, 2),
+                                          (6, 1, 1.5)])
+def test_band_direct_windows_match_the_tiles(dtype, H, W, radius, monkeypatch):
+    """On the CPU, cosine WS on float32/64 weights takes the direct windows (windows of the
+    weight itself, a zero-padded copy of the rows only for the few units whose window runs past
+    an end, no pass for max |x|): the value and gradient equal the tiled band walks' and, in
+    float64, the brute force — also on grids smaller than the stencil's reach."""
+    grid = tt.Grid(H, W, radius=radius)
+    w = torch.randn(H * W, 300, generator=torch.Generator().manual_seed(H * W), dtype=dtype)
+    for sign in NB.SIGNS:
+        (l_d, g_d), (l_t, g_t), ran = _band_direct_and_tiled(w, grid, sign, monkeypatch)
+        assert ran == [True]
+        tol = dict(rtol=1e-12, atol=1e-14) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(l_d, l_t, **tol)
+        torch.testing.assert_close(g_d, g_t, **tol)
+        if dtype == torch.float64:
+            leaf = w.clone().requires_grad_()
+            ref = brute_force(F.unit_view(leaf, grid, "rows"), grid, "cosine", sign)
+            torch.testing.assert_close(l_d, ref.detach(), rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(g_d, torch.autograd.grad(ref, leaf)[0], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e20, 2.0 ** 16.5, 2.0 ** 17, 1e-20, 2.0 ** -16, 2.0 ** -17, 0.0])
+def test_band_direct_windows_scale_decision(scale, monkeypatch):
+    """The direct windows decide the call's scale from the units' squared norms: at and around
+    the edges of the range where it is 1 (max |x| in [2⁻¹⁶, 2¹⁷)), far outside it, and for a zero
+    weight, value and gradient equal the tiled walks' (which compute the scale from max |x|
+    first) and are finite; some units' norms at the edge of the range do not change that."""
+    grid = tt.Grid(6, 8, radius=1.5)
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(48, 260, generator=g, dtype=torch.float64)
+    w = w / w.abs().max() * scale  # max |x| = scale exactly
+    w[5] *= 1e-3  # one small unit
+    (l_d, g_d), (l_t, g_t), ran = _band_direct_and_tiled(w, grid, "signed", monkeypatch)
+    assert ran == [True]
+    torch.testing.assert_close(l_d, l_t, rtol=1e-12, atol=0)
+    torch.testing.assert_close(g_d, g_t, rtol=1e-12, atol=0)
+    assert torch.isfinite(l_d) and torch.isfinite(g_d).all()
+    if scale:
+        assert g_d.abs().max() > 0
+
+
+def test_band_direct_windows_nan_and_inf(monkeypatch):
+    """A NaN or an infinity in the weight: the direct windows give what the tiled walks give (NaN
+    propagates; never a silently finite loss)."""
+    grid = tt.Grid(6, 8, radius=1.5)
+    for bad in (float("nan"), float("inf")):
+        w = torch.randn(48, 260, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        w[7, 3] = bad
+        (l_d, g_d), (l_t, g_t), _ = _band_direct_and_tiled(w, grid, "signed", monkeypatch)
+        assert torch.isnan(l_d) and torch.isnan(l_t)
+        assert torch.equal(torch.isnan(g_d), torch.isnan(g_t))
+
+
+def test_band_direct_windows_only_where_they_apply(monkeypatch):
+    """The direct windows are taken only on the CPU, for cosine, on float32/64 weights with
+    contiguous rows; never on another device's tensors (there the scale stays on the device: no
+    read-back), for correlation, half precision or non-contiguous rows."""
+    bands_only(monkeypatch)
+    grid = tt.Grid(6, 8, radius=1.5)
+    walker = BW.BandWalker(BW.band_plan(grid))
+    w = torch.randn(48, 260)
+    view = lambda t: F.unit_view(t, grid, "rows")  # noqa: E731
+    assert walker._direct(view(w), "cosine")
+    assert walker.scale(view(w)) is None
+    assert not walker._direct(view(w), "correlation")
+    assert not walker._direct(view(w.to(torch.bfloat16)), "cosine")
+    assert not walker._direct(view(w.to("meta")), "cosine")
+    assert walker.scale(view(w.to("meta"))) is not None
+    assert not walker._direct(view(torch.randn(260, 48).t()), "cosine")
+    # correlation given a deferred scale still computes its own (scale() does not know the distance)
+    leaf = w.double().requires_grad_()
+    got = NB.NeighborMean.apply(view(leaf), grid, "correlation", "signed", BW.BandWalker(BW.band_plan(grid)))
+    torch.testing.assert_close(got, brute_force(view(leaf), grid, "correlation"), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", ["rows", "dense"])
 def test_band_walks_half_precision(dtype, layout, monkeypatch):
@@ -905,6 +998,9 @@ def test_torch_path_never_reads_back_to_the_host(walk, dtype, scale, monkeypatch
         monkeypatch.setattr(T, "_CHUNK_ELEMENTS", 40)  # several bands with halos
     if walk == "band":
         bands_only(monkeypatch, budget=60, min_chunk=2)  # several bands and vector chunks
+        # the walks a device runs: the CPU-only direct windows read the norms' maximum on the
+        # host by design (test_band_direct_windows_*)
+        monkeypatch.setattr(BW, "_DIRECT", False)
     calls = _ws_as_calls(dtype, scale, "torch")
     want = []
     for leaf, f in calls:  # unguarded: also fills the grid's caches (built once, on the CPU)

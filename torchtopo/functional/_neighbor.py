@@ -193,8 +193,10 @@ class NeighborMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, X: Tensor, grid: Grid, distance: str, sign: str, walker) -> Tensor:
-        c = walker.scale(X)
+        c = walker.scale(X)  # None: the walker decides it in its sums (the band walks' direct windows)
         mean, nsq, q, state = walker.sums(X, grid, distance, c)
+        if c is None:
+            c = walker.c
         pair_list = getattr(walker, "pair_list", False)
         total, alpha, beta = _pair_terms(q, nsq, grid, distance, sign, pair_list)
         ctx.save_for_backward(X, alpha, beta, *(() if mean is None else (mean,)))

@@ -22,8 +22,20 @@ Each product reads its window from a cache-sized tile (a band of units with the 
 reach, × a chunk of the vector), copied once from memory with the call's scale and the units'
 means applied, so the passes over memory are those of the tiled walks (forward: one read;
 backward: one read and one write), while the arithmetic runs in a few BLAS calls instead of
-one elementwise operator per offset and piece.  Measured (one core, forward + backward,
-cosine): see ``benchmarks/README.md``.
+one elementwise operator per offset and piece.
+
+**Direct windows.**  On the CPU, for cosine on float32/float64 weights whose call scale is 1
+(the usual case), the tile copy does nothing but pad the grid's ends, so every window is a
+strided view of the weight itself (no copy), except for the few units (at most K − 1 at each end
+for a window of K rows) whose window runs past an end, which read a zero-padded copy of those
+rows: the forward is then one read of the weight, and the backward's products write into the
+gradient directly.  The
+scale is decided after the forward's products, from the units' squared norms (no separate
+pass for max |x|): with m the largest ‖x_u‖², D·2⁻³² ≤ m < 2³⁴ implies max |x| ∈ [2⁻¹⁶, 2¹⁷),
+i.e. c = 1, and the raw products are the scaled ones; otherwise c is computed as everywhere and,
+when it is not 1, the sums are redone through the tiles.  The norms are read on the host, which
+on the CPU costs nothing (the CUDA path never takes this branch).  Measured (one core, forward +
+backward, cosine): see ``benchmarks/README.md``.
 """
 from __future__ import annotations
 
@@ -41,6 +53,11 @@ __all__ = ["BandWalker", "band_plan"]
 # core's L2 cache); shortest vector chunk worth a tile of its own.
 _BAND_ELEMENTS = 1 << 20
 _MIN_CHUNK = 32
+#: Whether the CPU may take the direct windows (see the module docstring); tests switch it off
+#: to compare the two.
+_DIRECT = True
+# m = max ‖x_u‖² in [D·2⁻³², 2³⁴) ⟹ max |x| in [2⁻¹⁶, 2¹⁷) ⟹ call scale c = 1.
+_NSQ_LO, _NSQ_HI = 2.0 ** -32, 2.0 ** 34
 
 
 _PLANS: dict = {}
@@ -138,27 +155,107 @@ class _Tile:
         return t.as_strided((U, K, t.shape[1]), (su, su, sd), t.storage_offset() + (self.pad + start) * su)
 
 
+def _window(M: Tensor, first: int, start: int, U: int, K: int) -> Tensor:
+    """``(U, K, D)``: for units ``first … first + U − 1`` of the row-major matrix M, the K rows
+    from u + start on, as a strided view of M (no copy; every row must exist)."""
+    su, sd = M.stride()
+    return M.as_strided((U, K, M.shape[1]), (su, su, sd), M.storage_offset() + (first + start) * su)
+
+
+def _direct_ranges(M: Tensor, start: int, K: int):
+    """``(u0, u1, rows)`` covering the units u of M (N rows) with at least one of the K rows
+    u + start … u + start + K − 1 inside M: ``rows`` (u1 − u0, K, D) are windows of M itself
+    where all K rows exist, else of a zero-padded copy of the few rows involved (at most
+    K − 1 units at each end)."""
+    N, D = M.shape
+    lo, hi = max(0, -start), min(N, N - start - K + 1)  # units whose K rows all exist
+    out = []
+    if lo < hi:
+        out.append((lo, hi, _window(M, lo, start, hi - lo, K)))
+    for u0, u1 in ((max(0, -start - K + 1), min(lo, N)), (max(hi, 0, lo), min(N, N - start))):
+        if u0 >= u1:
+            continue
+        r0, r1 = u0 + start, u1 - 1 + start + K  # rows [r0, r1) of the padded copy
+        buf = M.new_zeros(r1 - r0, D)
+        a, b = max(r0, 0), min(r1, N)
+        buf[a - r0: b - r0].copy_(M[a:b])
+        out.append((u0, u1, _window(buf, u0, -u0, u1 - u0, K)))
+    return out
+
+
 class BandWalker:
     """The two walks of :class:`~torchtopo.functional._neighbor.NeighborMean` as batched matrix
     products over windows of consecutive units (see the module docstring); for the angular
-    distances on grids accepted by :func:`band_plan`, views with ``pre = 1`` or ``post = 1``."""
+    distances on grids accepted by :func:`band_plan`, views with ``pre = 1`` or ``post = 1``.
 
-    scale = staticmethod(call_scale)
+    :meth:`scale` returns None where the direct windows apply: the scale is then decided by
+    :meth:`sums` and left in :attr:`c`."""
 
     def __init__(self, plan) -> None:
         self.plan = plan
+        self.c: Optional[Tensor] = None
 
     def _pad(self) -> int:
         return max(max(abs(s + lo), abs(s + hi)) for s, lo, hi, _ in self.plan)
 
-    def sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
+    def _direct(self, X: Tensor, distance: str) -> bool:
+        """Whether the direct windows apply (before the scale is known): CPU, cosine, float32 or
+        float64 weights with contiguous rows, a stencil with dr = 0 offsets (its window gives
+        every unit's norm and coefficient α), not while compiling."""
+        if not _DIRECT or distance != "cosine" or X.device.type != "cpu" or X.shape[0] != 1:
+            return False
+        if X.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling():
+            return False
+        M = _matrix(X)
+        return M.stride(1) == 1 and M.shape[1] > 0 and self.plan[0][0] == 0
+
+    def scale(self, X: Tensor) -> Optional[Tensor]:
+        return None if self._direct(X, "cosine") else call_scale(X)
+
+    def sums(self, X: Tensor, grid: Grid, distance: str, c: Optional[Tensor]):
         with no_autocast(X.device):  # the products in the accumulation dtype, also under autocast
+            if c is None and distance == "cosine":
+                return self._sums_direct(X, grid, distance)
+            if c is None:  # (scale() does not know the distance)
+                c = call_scale(X)
+            self.c = c
             return self._sums(X, grid, distance, c)
 
     def grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor, beta: Tensor,
              c: Tensor, state) -> Tensor:
         with no_autocast(X.device):
-            return self._grad(X, grid, distance, mean, alpha, beta, c)
+            return self._grad(X, grid, distance, mean, alpha, beta, c, direct=state == "direct")
+
+    def _assemble(self, grid: Grid, sums: List[Tensor], N: int, acc: torch.dtype, device):
+        q = torch.zeros((len(grid.offsets), N), dtype=acc, device=device)
+        nsq = None
+        for (s, lo, hi, idx), out in zip(self.plan, sums):
+            if s == 0:
+                nsq = out[:, 0].clone()
+            q[idx] = out[:, [grid.offsets[o][1] - lo for o in idx]].t()
+        return nsq, q
+
+    def _sums_direct(self, X: Tensor, grid: Grid, distance: str):
+        """The forward's products on the raw weight (windows of the weight itself; the few units
+        whose window runs past an end: a zero-padded copy of those rows), then the scale from
+        the norms."""
+        M = _matrix(X)
+        N, D = M.shape
+        sums = [M.new_zeros((N, hi - lo + 1)) for _, lo, hi, _ in self.plan]
+        for (s, lo, hi, _), out in zip(self.plan, sums):
+            for u0, u1, rows in _direct_ranges(M, s + lo, hi - lo + 1):
+                torch.bmm(_window(M, u0, 0, u1 - u0, 1), rows.transpose(1, 2), out=out[u0:u1].view(u1 - u0, 1, -1))
+        nsq, q = self._assemble(grid, sums, N, M.dtype, M.device)
+        m = float(nsq.max())  # the CPU: a read, not a synchronisation
+        if D * _NSQ_LO <= m < _NSQ_HI:
+            c = M.new_ones(())
+        else:  # out of range, zero or not finite: the scale as everywhere
+            c = call_scale(X)
+            if float(c) != 1.0:
+                self.c = c
+                return self._sums(X, grid, distance, c)
+        self.c = c
+        return None, nsq, q, "direct"
 
     def _sums(self, X: Tensor, grid: Grid, distance: str, c: Tensor):
         from ._neighbor_torch import _unit_means  # the tiled walks' means (one mechanism)
@@ -170,8 +267,6 @@ class BandWalker:
         mean = _unit_means(X, inv, acc) if distance == "correlation" else None
         neg = None if mean is None else mean.reshape(N).neg()
         pad = self._pad()
-        q = X.new_zeros((len(grid.offsets), N), dtype=acc)
-        nsq = X.new_zeros(N, dtype=acc)
         sums = [X.new_zeros((N, hi - lo + 1), dtype=acc) for _, lo, hi, _ in self.plan]
         tile = _Tile(M, pad, acc)
         for u0, u1, d0, d1 in _tiles(N, D, pad):
@@ -184,23 +279,12 @@ class BandWalker:
                     out[u0:u1].add_(torch.mul(centre, w).sum(2))
                 else:
                     out[u0:u1].add_(torch.bmm(centre, w.transpose(1, 2)).view(U, -1))
-        for (s, lo, hi, idx), out in zip(self.plan, sums):
-            if s == 0:
-                nsq.copy_(out[:, 0])
-            q[idx] = out[:, [grid.offsets[o][1] - lo for o in idx]].t()
+        nsq, q = self._assemble(grid, sums, N, acc, X.device)
         return mean, nsq, q, None
 
-    def _grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor,
-              beta: Tensor, c: Tensor) -> Tensor:
-        acc = alpha.dtype
-        inv = inv_scale(c)
-        M = _matrix(X)
-        N, D = M.shape
-        alpha, beta = alpha.reshape(N), beta.reshape(len(grid.offsets), N)
-        neg = None if mean is None else mean.reshape(N).neg()
-        pad = self._pad()
-        # coefficient windows (start, (N, 1, K)): forward partners β_o[u] at u + o, backward ones
-        # β_o[u − o] at u − o; for dr = 0 one window u − hi … u + hi with α at u
+    def _windows(self, grid: Grid, alpha: Tensor, beta: Tensor, N: int):
+        """Coefficient windows ``(start, (N, 1, K))``: forward partners β_o[u] at u + o, backward
+        ones β_o[u − o] at u − o; for dr = 0 one window u − hi … u + hi with α at u."""
         windows = []
         for s, lo, hi, idx in self.plan:
             if s == 0:
@@ -219,24 +303,52 @@ class BandWalker:
                 fwd[:, dc - lo] = beta[o]
                 _shift_into(bwd[:, hi - dc], beta[o], s + dc)  # β_o[u − o]
             windows += [(s + lo, fwd), (-(s + hi), bwd)]
-        windows = [(start, C[:, None, :]) for start, C in windows]
+        return [(start, C[:, None, :]) for start, C in windows]
+
+    @staticmethod
+    def _combine(g: Optional[Tensor], windows, u0: int, u1: int, rows) -> Tensor:
+        """g[u] = Σ over the windows of coefficients[u] @ rows(start, U, K)[u], for units u0 … u1 − 1
+        (into ``g`` when given: the first product overwrites it)."""
+        U = u1 - u0
+        for k, (start, coef) in enumerate(windows):
+            w = rows(start, U, coef.shape[2])
+            if k == 0:
+                g = torch.bmm(coef[u0:u1], w, out=g)
+            elif coef.shape[2] == 1:  # one row: a broadcast multiply-add (bmm's K = 1 is slow)
+                g.addcmul_(coef[u0:u1], w)
+            else:
+                g.baddbmm_(coef[u0:u1], w)
+        return g
+
+    def _grad(self, X: Tensor, grid: Grid, distance: str, mean: Optional[Tensor], alpha: Tensor,
+              beta: Tensor, c: Tensor, direct: bool = False) -> Tensor:
+        acc = alpha.dtype
+        inv = inv_scale(c)
+        M = _matrix(X)
+        N, D = M.shape
+        alpha, beta = alpha.reshape(N), beta.reshape(len(grid.offsets), N)
+        neg = None if mean is None else mean.reshape(N).neg()
+        pad = self._pad()
+        windows = self._windows(grid, alpha, beta, N)
         out = torch.empty(X.shape, dtype=X.dtype, device=X.device)
         G = _matrix(out)
         tile = _Tile(M, pad, acc)
+        if direct:  # c = 1, float32/64 rows: windows of the weight itself, products into G
+            for k, (start, coef) in enumerate(windows):  # the first (dr = 0) covers every unit
+                for u0, u1, rows in _direct_ranges(M, start, coef.shape[2]):
+                    g = G[u0:u1].view(u1 - u0, 1, D)
+                    if k == 0:
+                        torch.bmm(coef[u0:u1], rows, out=g)
+                    else:
+                        g.baddbmm_(coef[u0:u1], rows)
+            return out
         for u0, u1, d0, d1 in _tiles(N, D, pad):
             tile.load(u0, u1, d0, d1, inv, neg)
             U = u1 - u0
             dst = G[u0:u1, d0:d1]
-            direct = X.dtype == acc and dst.is_contiguous()  # the products go straight to the gradient
-            g = dst.view(U, 1, d1 - d0) if direct else None
-            for k, (start, coef) in enumerate(windows):
-                w = tile.window(start, U, coef.shape[2])
-                if k == 0:
-                    g = torch.bmm(coef[u0:u1], w, out=g)
-                elif coef.shape[2] == 1:  # one row: a broadcast multiply-add (bmm's K = 1 is slow)
-                    g.addcmul_(coef[u0:u1], w)
-                else:
-                    g.baddbmm_(coef[u0:u1], w)
-            if not direct:
+            direct_out = X.dtype == acc and dst.is_contiguous()  # the products go straight to the gradient
+            g = self._combine(dst.view(U, 1, d1 - d0) if direct_out else None, windows, u0, u1,
+                              lambda start, n, K: tile.window(start, n, K))
+            if not direct_out:
                 dst.copy_(g.view(U, -1))
         return out
