@@ -21,6 +21,7 @@ import torchtopo as tt
 import torchtopo.functional as F
 import torchtopo.functional._neighbor as NB
 import torchtopo.functional._neighbor_band as BW
+import torchtopo.functional._neighbor_small as SM
 import torchtopo.functional._neighbor_torch as T
 import torchtopo.kernels as K
 
@@ -820,6 +821,34 @@ def test_band_direct_windows_scale_decision(scale, monkeypatch):
         assert g_d.abs().max() > 0
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e20, 2.0 ** 17, 1e-20, 2.0 ** -17, 0.0, float("nan")])
+def test_small_path_raw_gram_scale_decision(scale, monkeypatch):
+    """The small path on the CPU forms the cosine Gram from the raw weight and reads the scale off
+    its diagonal: value and gradient equal those with the scale computed from max |x| first,
+    inside, at the edges of and far outside the range where it is 1, for a zero weight and with
+    a NaN; the raw Gram is formed only for cosine on float32/64 CPU tensors."""
+    grid = tt.Grid(5, 6, radius=1.5)
+    w = torch.randn(30, 40, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    w = w / w.abs().max() * (1.0 if math.isnan(scale) else scale)
+    if math.isnan(scale):
+        w[4, 4] = scale
+    got = []
+    for raw in (True, False):
+        with monkeypatch.context() as m:
+            m.setattr(SM, "_RAW_GRAM", raw)
+            leaf = w.clone().requires_grad_()
+            for sign in NB.SIGNS:
+                loss = torch_path(F.unit_view(leaf, grid, "rows"), grid, "cosine", sign)
+                got.append((loss.detach(), *torch.autograd.grad(loss, leaf)))
+    n = len(got) // 2
+    for (l_r, g_r), (l_s, g_s) in zip(got[:n], got[n:]):
+        torch.testing.assert_close(l_r, l_s, rtol=1e-12, atol=0, equal_nan=True)
+        torch.testing.assert_close(g_r, g_s, rtol=1e-12, atol=0, equal_nan=True)
+    assert SM._raw_gram(w, "cosine") and SM._raw_gram(w.float(), "cosine")
+    assert not SM._raw_gram(w, "correlation") and not SM._raw_gram(w.to(torch.bfloat16), "cosine")
+    assert not SM._raw_gram(w.to("meta"), "cosine")
+
+
 def test_band_direct_windows_nan_and_inf(monkeypatch):
     """A NaN or an infinity in the weight: the direct windows give what the tiled walks give (NaN
     propagates; never a silently finite loss)."""
@@ -1001,6 +1030,7 @@ def test_torch_path_never_reads_back_to_the_host(walk, dtype, scale, monkeypatch
         # the walks a device runs: the CPU-only direct windows read the norms' maximum on the
         # host by design (test_band_direct_windows_*)
         monkeypatch.setattr(BW, "_DIRECT", False)
+    monkeypatch.setattr(SM, "_RAW_GRAM", False)  # (likewise the small path's raw Gram)
     calls = _ws_as_calls(dtype, scale, "torch")
     want = []
     for leaf, f in calls:  # unguarded: also fills the grid's caches (built once, on the CPU)

@@ -29,6 +29,7 @@ Values and gradients agree with the walks to rounding (tests: ``tests/kernels/te
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Tuple
 
 import torch
@@ -36,12 +37,16 @@ from torch import Tensor
 
 from ..grid import Grid
 from ._neighbor import NORM_EPS_REL, acc_dtype, call_scales, inv_norms, no_autocast, pair_mean_reference, rescale
+from ._neighbor_band import _NSQ_HI, _NSQ_LO
 
 __all__ = ["SmallNeighborMean"]
 
 _ANGULAR = ("cosine", "correlation")
 _CACHE: Dict[tuple, Tuple[Tensor, ...]] = {}
 _CACHE_MAX = 64
+#: Whether the CPU may form the cosine Gram from the raw input (:func:`_raw_gram`); tests switch
+#: it off to compare.
+_RAW_GRAM = True
 
 
 def _neighbours(grid: Grid, device: torch.device, dtype: torch.dtype):
@@ -78,7 +83,16 @@ def _units(x: Tensor, shape, inv: Tensor) -> Tuple[Tensor, int]:
         Z, ud = x.reshape(P, N), 1
     else:
         Z, ud = x.reshape(P, N, Q), 1
-    return torch.mul(Z, inv), ud
+    return (Z if inv is None else torch.mul(Z, inv)), ud
+
+
+def _raw_gram(x: Tensor, distance: str) -> bool:
+    """Whether the cosine Gram may be formed from x itself, the scale then read off its diagonal
+    (as the band walks' direct windows do; see :mod:`._neighbor_band`): the CPU, float32/64,
+    not while compiling.  m = max ‖x_u‖² in [n·2⁻³², 2³⁴) (n elements per unit) implies max |x| in
+    [2⁻¹⁶, 2¹⁷), where the call's scale is 1: no pass for max |x| and no scaled copy."""
+    return (_RAW_GRAM and distance == "cosine" and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not torch.compiler.is_compiling())
 
 
 def _vec_dims(Z: Tensor, ud: int) -> Tuple[int, ...]:
@@ -120,15 +134,27 @@ class SmallNeighborMean(torch.autograd.Function):
     @staticmethod
     def _forward(ctx, x: Tensor, shape, grid: Grid, distance: str, sign: str) -> Tensor:
         acc = acc_dtype(x.dtype)
-        cs = call_scales(x)  # [c, 1/c]
-        Z, ud = _units(x, shape, cs[1:])
         A, i, j, ij, k = _neighbours(grid, x.device, acc)  # k = [1, 1/P, 2/P]
+        G = None
+        if _raw_gram(x, distance):  # the CPU, cosine, float32/64: the scale from the Gram's diagonal
+            Z, ud = _units(x, shape, None)
+            G = _gram(Z, ud)
+            m = float(G.diagonal().max())  # the CPU: a read, not a synchronisation
+            n = math.prod(shape) // grid.n_units
+            cs = k[:1].expand(2) if n * _NSQ_LO <= m < _NSQ_HI else call_scales(x)
+            if G is not None and float(cs[0]) != 1.0:  # out of range: scaled, as everywhere
+                G = None
+        else:
+            cs = call_scales(x)  # [c, 1/c]
+        if G is None:
+            Z, ud = _units(x, shape, cs[1:])
         P = grid.n_pairs
         ctx.grid, ctx.distance, ctx.sign, ctx.ud, ctx.shape = grid, distance, sign, ud, shape
         if distance in _ANGULAR:  # scale-free: ∂L/∂x = ∂L/∂x̃ / c
             if distance == "correlation":
                 Z = Z - Z.mean(_vec_dims(Z, ud), keepdim=True)
-            G = _gram(Z, ud)
+            if G is None:
+                G = _gram(Z, ud)
             rn = inv_norms(G.diagonal())  # 1/n_u
             M = G.mul_(A)  # A ⊙ G (the diagonal, read above, is zeroed)
             if sign == "signed":  # Σ_uv A_uv s_uv = rnᵀ (A ⊙ G) rn
